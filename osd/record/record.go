@@ -79,8 +79,8 @@ const (
 	// FlagCopy marks a record written by compaction. On a block, Ref and
 	// RefInc name the record it was copied from; on a tombstone they keep
 	// naming the deleted record.
-	FlagCopy uint8 = 1 << 0
-	knownFlags     = FlagCopy
+	FlagCopy   uint8 = 1 << 0
+	knownFlags       = FlagCopy
 )
 
 // MaxPayload bounds the payload of any record (footers of extents full of
