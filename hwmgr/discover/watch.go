@@ -1,0 +1,205 @@
+package discover
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sort"
+	"time"
+)
+
+// Diff is what changed between two scans, keyed by Drive.ID.
+type Diff struct {
+	Added   []Drive  `json:"added,omitempty"`
+	Removed []Drive  `json:"removed,omitempty"`
+	Changed []Change `json:"changed,omitempty"`
+}
+
+// Change is one drive present in both scans whose description differs.
+type Change struct {
+	Old    Drive    `json:"old"`
+	New    Drive    `json:"new"`
+	Fields []string `json:"fields"` // JSON names of the fields that differ
+}
+
+// Empty reports whether nothing changed.
+func (d Diff) Empty() bool { return len(d.Added)+len(d.Removed)+len(d.Changed) == 0 }
+
+// Compare returns the difference from old to cur.
+func Compare(old, cur []Drive) Diff {
+	was := make(map[string]Drive, len(old))
+	for _, d := range old {
+		was[d.ID()] = d
+	}
+	var diff Diff
+	seen := make(map[string]bool, len(cur))
+	for _, d := range cur {
+		id := d.ID()
+		seen[id] = true
+		o, ok := was[id]
+		if !ok {
+			diff.Added = append(diff.Added, d)
+			continue
+		}
+		if f := changedFields(o, d); len(f) > 0 {
+			diff.Changed = append(diff.Changed, Change{Old: o, New: d, Fields: f})
+		}
+	}
+	for _, d := range old {
+		if !seen[d.ID()] {
+			diff.Removed = append(diff.Removed, d)
+		}
+	}
+	return diff
+}
+
+func changedFields(a, b Drive) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	t := va.Type()
+	var out []string
+	for i := range t.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			name := t.Field(i).Tag.Get("json")
+			for j := range len(name) {
+				if name[j] == ',' {
+					name = name[:j]
+					break
+				}
+			}
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Update is what Watch reports: the full current inventory, what changed
+// since the previous report, and why the scan ran.
+type Update struct {
+	Drives []Drive
+	Diff   Diff
+	// Reason: "initial", "uevent", "periodic" or "overflow" (events were
+	// lost and a full rescan ran).
+	Reason string
+}
+
+// WatchConfig tunes Watch. Zero values are the defaults.
+type WatchConfig struct {
+	// Interval between safety-net rescans; default 60s.
+	Interval time.Duration
+	// Settle is how long Watch waits after a uevent for more before it
+	// rescans, so a burst (a drive and its partitions, an enclosure of
+	// drives) costs one scan; default 250ms.
+	Settle time.Duration
+	// Events, when set, replaces the netlink socket (tests, or a caller
+	// that already listens to uevents). When nil, Watch dials netlink; if
+	// that fails it logs and relies on the periodic rescan.
+	Events <-chan Uevent
+}
+
+// Watch scans once, reports it (Reason "initial"), then rescans on block
+// uevents and every Interval, and calls fn whenever the inventory changed.
+// fn runs on Watch's goroutine. Watch returns ctx.Err() when ctx ends; a
+// failing rescan is logged and retried on the next trigger.
+func (s *Scanner) Watch(ctx context.Context, cfg WatchConfig, fn func(Update)) error {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Minute
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 250 * time.Millisecond
+	}
+	// Listen before the first scan so nothing between the two is missed.
+	events, overflow := cfg.Events, make(chan struct{}, 1)
+	if events == nil {
+		conn, err := DialUevents()
+		if err != nil {
+			s.log.Warn("discover: no uevents; periodic rescans only", "err", err, "interval", cfg.Interval)
+		} else {
+			ch := make(chan Uevent, 64)
+			events = ch
+			go s.readUevents(ctx, conn, ch, overflow)
+		}
+	}
+	cur, err := s.Scan(ctx)
+	if err != nil {
+		return err
+	}
+	fn(Update{Drives: cur, Diff: Diff{Added: cur}, Reason: "initial"})
+
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	settle := time.NewTimer(cfg.Settle)
+	settle.Stop()
+	pending := ""
+	rescan := func(reason string) {
+		next, err := s.Scan(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("discover: rescan failed", "reason", reason, "err", err)
+			}
+			return
+		}
+		if d := Compare(cur, next); !d.Empty() {
+			cur = next
+			fn(Update{Drives: next, Diff: d, Reason: reason})
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			rescan("periodic")
+		case <-overflow:
+			rescan("overflow")
+		case u, ok := <-events:
+			if !ok {
+				events = nil // reader gone; periodic rescans remain
+				continue
+			}
+			if u.Subsystem != "block" || u.DevType == "partition" {
+				continue
+			}
+			switch u.Action {
+			case "add", "remove", "change", "move", "online", "offline":
+			default:
+				continue
+			}
+			s.log.Debug("discover: uevent", "action", u.Action, "device", u.DevName, "seqnum", u.Seqnum)
+			if pending == "" {
+				pending = "uevent"
+				settle.Reset(cfg.Settle)
+			}
+		case <-settle.C:
+			pending = ""
+			rescan("uevent")
+		}
+	}
+}
+
+// readUevents forwards block uevents until ctx ends or the socket fails.
+func (s *Scanner) readUevents(ctx context.Context, conn *UeventConn, out chan<- Uevent, overflow chan<- struct{}) {
+	defer close(out)
+	defer conn.Close()
+	for {
+		u, err := conn.Read(ctx)
+		switch {
+		case err == nil:
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return
+			}
+		case errors.Is(err, ErrUeventOverflow):
+			select {
+			case overflow <- struct{}{}:
+			default:
+			}
+		default:
+			if ctx.Err() == nil {
+				s.log.Warn("discover: uevent socket failed; periodic rescans only", "err", err)
+			}
+			return
+		}
+	}
+}
