@@ -70,8 +70,8 @@ type Drive struct {
 	DevPath string `json:"dev_path"` // /dev/<name> below Config.DevRoot's view (always "/dev/<name>")
 	// SysPath is the resolved device directory in sysfs (below SysRoot),
 	// e.g. /sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda.
-	SysPath   string `json:"sys_path"`
-	MajMin    string `json:"maj_min"` // "8:0"
+	SysPath   string   `json:"sys_path"`
+	MajMin    string   `json:"maj_min"`               // "8:0"
 	ByIDPaths []string `json:"by_id_paths,omitempty"` // existing /dev/disk/by-id links to this drive
 	// StableIDs are by-id style names: the link names when udev made them,
 	// otherwise derived (see IDSource).
