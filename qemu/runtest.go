@@ -1,0 +1,446 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage/qemu/guest"
+)
+
+// GuestEnv is set (to "1") in the environment of the test binary inside
+// the guest; RunTest uses it to tell the guest side from the host side.
+const GuestEnv = "STOWAGE_VMTEST_GUEST"
+
+// ConsoleEnv, when set to 1 on the host, copies the guest's console to the
+// host's stderr as it comes, for debugging.
+const ConsoleEnv = "STOWAGE_VM_CONSOLE"
+
+// DefaultTimeout bounds a guest's run after it has the host lock: TCG on a
+// loaded two-core machine is slow.
+const DefaultTimeout = 5 * time.Minute
+
+// Options say what guest RunTest boots. Zero values are the documented defaults.
+type Options struct {
+	// Drives attached at boot; the guest init waits (up to 60 s) until
+	// every drive's serial shows in sysfs before the test starts.
+	Drives []Drive
+	// Modules loaded in order (with their dependencies) before the test.
+	// The modules the drives need (nvme, ahci, virtio_blk, virtio_scsi,
+	// sd_mod) are added first on their own; scsi_debug gets sd_mod and sg
+	// loaded before it.
+	Modules []Module
+	// Binaries are host programs (with their libraries) to copy into the
+	// guest at their host paths: "smartctl", "nvme", "blkzone", "sg_inq".
+	Binaries []string
+	// Files maps guest paths to host files copied there.
+	Files map[string]string
+	// Env is added to the guest test's environment.
+	Env []string
+	// Timeout bounds the guest from QEMU start to power-off; default
+	// DefaultTimeout, shortened to fit the test's deadline.
+	Timeout time.Duration
+	// MemoryMiB is the guest RAM; default 1024.
+	MemoryMiB int
+	// Cmdline is appended to the kernel command line.
+	Cmdline string
+	// Host, if set, runs on the host while the guest runs, with the VM
+	// (QMP, console marks, Kill). Its ctx ends when the guest test ends.
+	// A non-nil error fails the test.
+	Host func(ctx context.Context, vm *VM) error
+}
+
+// Guest is what the guest body of RunTest gets: the drives as configured
+// (defaults filled in) and helpers to find them.
+type Guest struct {
+	// Drives are Options.Drives with their defaults (ID, Serial, sizes).
+	Drives []Drive
+	// SysRoot is "/sys".
+	SysRoot string
+}
+
+// IsGuest reports whether this process is a test binary inside a guest.
+func IsGuest() bool { return os.Getenv(GuestEnv) == "1" }
+
+// RunTest runs body inside a QEMU guest. Call it from a TestVM* function
+// in a file tagged vmtest. On the host it builds the package's test binary
+// (go test -c -tags vmtest, static), an initramfs with the init, modules,
+// binaries and files, boots QEMU with the drives (holding the host lock),
+// and runs the same test function in the guest, where RunTest calls body.
+// The guest's output is logged on the host; a failure in the guest fails
+// the host test with that output, a hung guest is killed at the timeout
+// with the console tail in the message.
+func RunTest(t *testing.T, opts Options, body func(t *testing.T, g *Guest)) {
+	t.Helper()
+	drives := make([]Drive, len(opts.Drives))
+	for i, d := range opts.Drives {
+		dd, err := d.withDefaults(i, "")
+		if err != nil {
+			t.Fatalf("qemu: %v", err)
+		}
+		drives[i] = dd
+	}
+	if IsGuest() {
+		body(t, &Guest{Drives: drives, SysRoot: "/sys"})
+		return
+	}
+	runHost(t, opts, drives)
+}
+
+// Prerequisites finds QEMU and the kernel. When either is missing it skips
+// the test with a clear message, unless CI is set: then the test fails.
+func Prerequisites(t testing.TB) (qemuPath string, k Kernel) {
+	t.Helper()
+	missing := func(err error) {
+		t.Helper()
+		if os.Getenv("CI") != "" {
+			t.Fatalf("qemu: %v (CI is set, so this fails instead of skipping; run `make deps`)", err)
+		}
+		t.Skipf("qemu: %v; skipping (run `make deps` as root; under CI=true this fails)", err)
+	}
+	q, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		missing(fmt.Errorf("qemu-system-x86_64 not found: %w", err))
+		return "", Kernel{}
+	}
+	k, err = FindKernel("/")
+	if err != nil {
+		missing(err)
+		return "", Kernel{}
+	}
+	return q, k
+}
+
+// ModuleRoot returns the directory of the main module's go.mod.
+func ModuleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: not inside a module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// CacheDir is out/qemu under the module root.
+func CacheDir(ctx context.Context) (string, error) {
+	root, err := ModuleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "out", "qemu"), nil
+}
+
+// BuildInit builds the guest init (static) into cacheDir and returns its path.
+func BuildInit(ctx context.Context, cacheDir string) (string, error) {
+	out := filepath.Join(cacheDir, "bin", "vminit")
+	if err := goBuild(ctx, "", "build", "-trimpath", "-o", out, "github.com/stowage/stowage/qemu/cmd/vminit"); err != nil {
+		return "", fmt.Errorf("build guest init: %w", err)
+	}
+	return out, nil
+}
+
+// buildTestBinary builds the test binary of the package in dir with the
+// host binary's build tags plus vmtest.
+func buildTestBinary(ctx context.Context, dir, out string) error {
+	tags := []string{"vmtest"}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-tags" {
+				for _, tg := range strings.Split(s.Value, ",") {
+					if tg != "" && tg != "vmtest" {
+						tags = append(tags, tg)
+					}
+				}
+			}
+		}
+	}
+	if err := goBuild(ctx, dir, "test", "-c", "-tags", strings.Join(tags, ","), "-o", out, "."); err != nil {
+		return fmt.Errorf("build test binary of %s: %w", dir, err)
+	}
+	return nil
+}
+
+func goBuild(ctx context.Context, dir string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return nil
+}
+
+// runPattern turns a test name ("TestVMX" or "TestVMX/sub") into a
+// -test.run pattern that selects exactly it.
+func runPattern(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return strings.Join(parts, "/")
+}
+
+func hostVerbose() bool {
+	f := flag.Lookup("test.v")
+	return f != nil && f.Value.String() != "false"
+}
+
+func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+
+// guestTestPath is where the test binary goes inside the guest.
+const guestTestPath = "/stowage/test"
+
+func runHost(t *testing.T, opts Options, drives []Drive) {
+	t.Helper()
+	qemuPath, kernel := Prerequisites(t)
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	lockCtx, cancelLock := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancelLock()
+	if dl, ok := t.Deadline(); ok {
+		lockCtx, cancelLock = context.WithDeadline(lockCtx, dl.Add(-20*time.Second))
+		defer cancelLock()
+	}
+
+	buildStart := time.Now()
+	cacheDir, err := CacheDir(lockCtx)
+	if err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	initBin, err := BuildInit(lockCtx, cacheDir)
+	if err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	testBin := filepath.Join(t.TempDir(), "guest.test")
+	if err := buildTestBinary(lockCtx, wd, testBin); err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+
+	mods := moduleList(opts.Modules, drives)
+	args := []string{guestTestPath, "-test.run", runPattern(t.Name()), "-test.timeout", timeout.String()}
+	if hostVerbose() {
+		args = append(args, "-test.v=true")
+	}
+	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TMPDIR=/tmp", GuestEnv + "=1"}
+	if ci := os.Getenv("CI"); ci != "" {
+		env = append(env, "CI="+ci)
+	}
+	env = append(env, opts.Env...)
+	cfg := guest.Config{Args: args, Env: env, WaitTimeout: guest.Duration(60 * time.Second)}
+	for _, d := range drives {
+		cfg.WaitSerials = append(cfg.WaitSerials, d.Serial)
+	}
+	dir := t.TempDir()
+	initrd := filepath.Join(dir, "initrd.cpio")
+	ir := Initramfs{Init: initBin, Kernel: kernel, Modules: mods, Binaries: opts.Binaries, Files: opts.Files}
+	if err := ir.Build(lockCtx, initrd, filepath.Join(cacheDir, "cache"), cfg, testBin, guestTestPath); err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	t.Logf("qemu: built test binary and initramfs in %v", time.Since(buildStart).Round(time.Millisecond))
+
+	m := Machine{
+		QEMU: qemuPath, Kernel: kernel.Image, Initrd: initrd, Dir: dir,
+		Cmdline: strings.TrimSpace(defaultCmdline + " " + opts.Cmdline), MemoryMiB: opts.MemoryMiB, Drives: drives,
+	}
+	if os.Getenv(ConsoleEnv) == "1" {
+		m.Console = os.Stderr
+	}
+	lockStart := time.Now()
+	vm, err := Start(lockCtx, m)
+	if err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	defer vm.Close()
+	if w := vm.Started.Sub(lockStart); w > time.Second {
+		t.Logf("qemu: waited %v for the host lock %s", w.Round(time.Millisecond), LockPath)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	hostCtx, cancelHost := context.WithCancel(ctx)
+	defer cancelHost()
+	hostDone := make(chan error, 1)
+	if opts.Host != nil {
+		go func() { hostDone <- opts.Host(hostCtx, vm) }()
+	} else {
+		hostDone <- nil
+	}
+
+	endLine, waitErr := vm.WaitConsole(ctx, func(l string) bool {
+		k, _, ok := guest.ParseMark(l)
+		return ok && (k == guest.MarkExit)
+	})
+	end := time.Now()
+	cancelHost()
+	hostErr := <-hostDone
+
+	// After the exit marker the guest powers off on its own.
+	offCtx, cancelOff := context.WithTimeout(context.Background(), 30*time.Second)
+	qemuErr := vm.Wait(offCtx)
+	cancelOff()
+
+	lines := strings.Split(vm.Console(), "\n")
+	var out []string
+	var bootToTest time.Duration
+	started := false
+	var initErrs []string
+	for _, l := range lines {
+		l = strings.TrimRight(l, "\r")
+		k, arg, ok := guest.ParseMark(l)
+		switch {
+		case ok && k == guest.MarkStart:
+			started = true
+		case ok && k == guest.MarkError:
+			initErrs = append(initErrs, arg)
+		case ok && k == guest.MarkExit:
+			started = false
+		case started:
+			out = append(out, l)
+		}
+	}
+	if _, at, ok := vm.console.find(func(l string) bool {
+		k, _, ok := guest.ParseMark(l)
+		return ok && k == guest.MarkStart
+	}); ok {
+		bootToTest = at.Sub(vm.Started)
+	}
+	guestOut := strings.Join(out, "\n")
+	if bootToTest > 0 {
+		t.Logf("qemu: QEMU start to test binary: %v; guest test ran %v", bootToTest.Round(time.Millisecond), end.Sub(vm.Started.Add(bootToTest)).Round(time.Millisecond))
+	}
+	if guestOut != "" {
+		t.Logf("guest output:\n%s", guestOut)
+	}
+	if hostErr != nil {
+		t.Errorf("qemu: host side: %v", hostErr)
+	}
+	if waitErr != nil {
+		why := "timed out after " + timeout.String()
+		if errors.Is(waitErr, errConsoleClosed) {
+			why = "QEMU exited before the test ended"
+			if qemuErr != nil {
+				why += ": " + qemuErr.Error()
+			}
+		}
+		t.Fatalf("qemu: guest %s; init errors: %q; console tail:\n%s", why, initErrs, vm.ConsoleTail(60))
+	}
+	_, arg, _ := guest.ParseMark(endLine)
+	status, err := guest.ParseExit(arg)
+	if err != nil {
+		t.Fatalf("qemu: %v; console tail:\n%s", err, vm.ConsoleTail(60))
+	}
+	if status != 0 {
+		if status == guest.ExitInitFailed && len(initErrs) > 0 {
+			t.Fatalf("qemu: guest init failed: %s\nconsole tail:\n%s", strings.Join(initErrs, "; "), vm.ConsoleTail(60))
+		}
+		t.Fatalf("qemu: guest test failed (exit status %s); see the guest output above", strconv.Itoa(status))
+	}
+}
+
+// moduleList puts the drives' modules first, then the caller's, with sd_mod
+// and sg before scsi_debug.
+func moduleList(user []Module, drives []Drive) []Module {
+	var out []Module
+	seen := map[string]bool{}
+	add := func(m Module) {
+		n := ModuleName(m.Name)
+		if seen[n] && m.Params == "" {
+			return
+		}
+		seen[n] = true
+		out = append(out, m)
+	}
+	for _, d := range drives {
+		for _, n := range d.Kind.modules() {
+			add(Module{Name: n})
+		}
+	}
+	for _, m := range user {
+		if ModuleName(m.Name) == "scsi_debug" {
+			add(Module{Name: "sd_mod"})
+			add(Module{Name: "sg"})
+		}
+		add(m)
+	}
+	return out
+}
+
+// Device waits (up to 60 s) for the block device with the serial.
+func (g *Guest) Device(serial string) (guest.BlockDevice, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return guest.WaitSerial(ctx, g.SysRoot, serial)
+}
+
+// DriveDevice waits for the block device of the drive with the QEMU id.
+func (g *Guest) DriveDevice(id string) (guest.BlockDevice, error) {
+	for _, d := range g.Drives {
+		if d.ID == id {
+			return g.Device(d.Serial)
+		}
+	}
+	return guest.BlockDevice{}, fmt.Errorf("no drive with id %q in Options.Drives", id)
+}
+
+// WaitModel waits (up to 60 s) for a block device with the model, such as
+// "scsi_debug", and returns it.
+func (g *Guest) WaitModel(model string) (guest.BlockDevice, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return guest.WaitFor(ctx, g.SysRoot, "model "+strconv.Quote(model), func(b guest.BlockDevice) bool { return b.Model == model })
+}
+
+// WaitName waits (up to 60 s) for the block device with the kernel name,
+// such as "nullb0".
+func (g *Guest) WaitName(name string) (guest.BlockDevice, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return guest.WaitFor(ctx, g.SysRoot, "device "+name, func(b guest.BlockDevice) bool { return b.Name == name })
+}
+
+// WaitGone waits until the device with the serial is gone, up to timeout.
+func (g *Guest) WaitGone(serial string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return guest.WaitGone(ctx, g.SysRoot, serial)
+}
+
+// Mark prints a named marker on the console for the host's VM.WaitMark.
+func (g *Guest) Mark(name string) {
+	fmt.Fprintln(os.Stdout, "\n"+guest.MarkLine(guest.MarkUser, name))
+}
+
+// WaitMark waits until the guest body calls Guest.Mark(name).
+func (vm *VM) WaitMark(ctx context.Context, name string) error {
+	_, err := vm.WaitConsole(ctx, func(l string) bool {
+		k, arg, ok := guest.ParseMark(l)
+		return ok && k == guest.MarkUser && arg == name
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for guest mark %q: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+//go:build vmtest
+
+package qemu_test
+
+import (
+	"testing"
+
+	"github.com/stowage/stowage/qemu"
+)
+
+// TestVMDrives boots one guest with a drive of every kind and finds each
+// one by its serial, with the kind's expected properties.
+func TestVMDrives(t *testing.T) {
+	opts := qemu.Options{Drives: []qemu.Drive{
+		{Kind: qemu.NVMe, Serial: "NVME-CONV-1"},
+		{Kind: qemu.NVMeZNS, Serial: "NVME-ZNS-1", ZoneSize: 32 << 20},
+		{Kind: qemu.SATA, Serial: "SATA-1", Model: "STOWAGE SATA"},
+		{Kind: qemu.VirtioBlk, Serial: "VIRTIO-1", Size: 256 << 20},
+		{Kind: qemu.SCSI, Serial: "SCSI-1", Model: "STW-SCSI"},
+	}}
+	qemu.RunTest(t, opts, func(t *testing.T, g *qemu.Guest) {
+		for _, d := range g.Drives {
+			b, err := g.Device(d.Serial)
+			if err != nil {
+				t.Fatalf("drive %s (%s): %v", d.ID, d.Kind, err)
+			}
+			t.Logf("%s %s -> %s model=%q zoned=%s size=%d", d.Kind, d.Serial, b.Name, b.Model, b.Zoned, b.Size)
+			if b.Size != d.Size {
+				t.Errorf("drive %s: size %d, want %d", d.ID, b.Size, d.Size)
+			}
+			wantZoned := "none"
+			if d.Kind == qemu.NVMeZNS {
+				wantZoned = "host-managed"
+			}
+			if b.Zoned != wantZoned {
+				t.Errorf("drive %s: zoned %q, want %q", d.ID, b.Zoned, wantZoned)
+			}
+			if d.Model != "" && b.Model != d.Model {
+				t.Errorf("drive %s: model %q, want %q", d.ID, b.Model, d.Model)
+			}
+		}
+	})
+}

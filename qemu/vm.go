@@ -1,0 +1,321 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Machine describes a guest to boot. Zero values are the documented defaults.
+type Machine struct {
+	// QEMU is the emulator binary; default "qemu-system-x86_64" from PATH.
+	QEMU string
+	// Kernel and Initrd are the boot files (required).
+	Kernel, Initrd string
+	// Cmdline is the kernel command line; default
+	// "console=ttyS0 quiet panic=-1".
+	Cmdline string
+	// MemoryMiB is the guest RAM; default 1024.
+	MemoryMiB int
+	// Drives are attached at boot.
+	Drives []Drive
+	// Dir holds the drive images and the QMP socket (required). Keep its
+	// path short: unix socket paths are limited to 107 bytes.
+	Dir string
+	// Console, if set, gets a copy of everything the guest prints.
+	Console io.Writer
+	// ExtraArgs are appended to the QEMU command line.
+	ExtraArgs []string
+	// LockPath is the host-wide lock; default LockPath. Start waits for it
+	// as long as ctx allows.
+	LockPath string
+}
+
+// VM is a running QEMU guest.
+type VM struct {
+	// Started is when the QEMU process started.
+	Started time.Time
+	// QMP is connected to the guest's monitor.
+	QMP *QMP
+
+	cmd     *exec.Cmd
+	console *console
+	stderr  bytes.Buffer // QEMU's own messages; written by exec, read after done
+	done    chan struct{}
+	waitErr error
+	unlock  func()
+
+	dir    string
+	mu     sync.Mutex
+	drives map[string]Drive // by ID, as attached
+	ahci   int              // next free AHCI port
+}
+
+const defaultCmdline = "console=ttyS0 quiet panic=-1"
+
+// Start boots the machine. It takes the host lock first (waiting while ctx
+// allows), creates the drive images, starts QEMU and connects QMP. The VM
+// holds the lock until QEMU exits.
+func Start(ctx context.Context, m Machine) (*VM, error) {
+	if m.Kernel == "" || m.Initrd == "" || m.Dir == "" {
+		return nil, errors.New("qemu: Machine needs Kernel, Initrd and Dir")
+	}
+	if m.QEMU == "" {
+		m.QEMU = "qemu-system-x86_64"
+	}
+	if m.Cmdline == "" {
+		m.Cmdline = defaultCmdline
+	}
+	if m.MemoryMiB == 0 {
+		m.MemoryMiB = 1024
+	}
+	if m.LockPath == "" {
+		m.LockPath = LockPath
+	}
+	vm := &VM{drives: map[string]Drive{}, done: make(chan struct{}), dir: m.Dir}
+	args := []string{
+		"-accel", "tcg", "-M", "pc", "-m", strconv.Itoa(m.MemoryMiB), "-smp", "1",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Cmdline,
+		"-chardev", "stdio,id=con0,signal=off", "-serial", "chardev:con0",
+	}
+	sock := filepath.Join(m.Dir, "qmp.sock")
+	args = append(args, "-qmp", "unix:"+sock+",server=on,wait=off")
+	var hasAHCI, hasSCSI bool
+	for i, d := range m.Drives {
+		d, err := d.withDefaults(i, m.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
+		}
+		if _, dup := vm.drives[d.ID]; dup {
+			return nil, fmt.Errorf("qemu: two drives with id %q", d.ID)
+		}
+		if err := d.createImage(); err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
+		}
+		bus := ""
+		switch d.Kind {
+		case SATA:
+			if !hasAHCI {
+				args = append(args, "-device", "ahci,id=ahci0")
+				hasAHCI = true
+			}
+			if vm.ahci >= 6 {
+				return nil, fmt.Errorf("qemu: drive %s: the AHCI controller has 6 ports", d.ID)
+			}
+			bus = "ahci0." + strconv.Itoa(vm.ahci)
+			vm.ahci++
+		case SCSI:
+			if !hasSCSI {
+				args = append(args, "-device", "virtio-scsi-pci,id=scsi0")
+				hasSCSI = true
+			}
+			bus = "scsi0.0"
+		}
+		args = append(args, "-blockdev", d.blockdevArg())
+		for _, q := range d.devices(bus) {
+			args = append(args, "-device", q.arg())
+		}
+		vm.drives[d.ID] = d
+	}
+	args = append(args, m.ExtraArgs...)
+
+	unlock, err := lockHost(ctx, m.LockPath)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	vm.unlock = unlock
+	_ = os.Remove(sock)
+	vm.cmd = exec.Command(m.QEMU, args...)
+	vm.console = newConsole(m.Console)
+	vm.cmd.Stdout = vm.console
+	vm.cmd.Stderr = &vm.stderr
+	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	vm.Started = time.Now()
+	if err := vm.cmd.Start(); err != nil {
+		unlock()
+		return nil, fmt.Errorf("qemu: start %s: %w", m.QEMU, err)
+	}
+	go func() {
+		vm.waitErr = vm.cmd.Wait()
+		vm.console.close()
+		vm.unlock()
+		close(vm.done)
+	}()
+	if err := vm.connectQMP(ctx, sock); err != nil {
+		vm.Kill()
+		<-vm.done
+		return nil, fmt.Errorf("qemu: %w (qemu: %s)", err, strings.TrimSpace(vm.Stderr()))
+	}
+	return vm, nil
+}
+
+// connectQMP dials the monitor socket as soon as QEMU has created it.
+func (vm *VM) connectQMP(ctx context.Context, sock string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		q, err := DialQMP(ctx, sock)
+		if err == nil {
+			vm.QMP = q
+			return nil
+		}
+		select {
+		case <-vm.done:
+			return fmt.Errorf("QEMU exited before its monitor came up: %v", vm.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("connect QMP: %w", err)
+		case <-t.C:
+		}
+	}
+}
+
+// Stderr is what QEMU itself printed (complete once Done is closed).
+func (vm *VM) Stderr() string {
+	select {
+	case <-vm.done:
+		return vm.stderr.String()
+	default:
+		return ""
+	}
+}
+
+// Done is closed when QEMU has exited.
+func (vm *VM) Done() <-chan struct{} { return vm.done }
+
+// Wait waits for QEMU to exit, killing it when ctx ends first.
+func (vm *VM) Wait(ctx context.Context) error {
+	select {
+	case <-vm.done:
+		return vm.exitErr()
+	case <-ctx.Done():
+		vm.Kill()
+		<-vm.done
+		return fmt.Errorf("qemu: killed: %w", ctx.Err())
+	}
+}
+
+func (vm *VM) exitErr() error {
+	if vm.waitErr != nil {
+		return fmt.Errorf("qemu: %w: %s", vm.waitErr, strings.TrimSpace(vm.stderr.String()))
+	}
+	return nil
+}
+
+// Kill cuts the power: QEMU is killed with SIGKILL, so nothing the guest
+// did not already hand to the emulated drives reaches the images.
+func (vm *VM) Kill() {
+	if vm.cmd.Process != nil {
+		_ = vm.cmd.Process.Kill()
+	}
+}
+
+// Close ends the VM if it still runs and releases its resources.
+func (vm *VM) Close() error {
+	vm.Kill()
+	<-vm.done
+	if vm.QMP != nil {
+		vm.QMP.Close()
+	}
+	return nil
+}
+
+// Console returns everything the guest printed so far.
+func (vm *VM) Console() string { return vm.console.String() }
+
+// ConsoleTail returns the last n lines the guest printed.
+func (vm *VM) ConsoleTail(n int) string { return vm.console.tail(n) }
+
+// WaitConsole waits until a console line (since boot) satisfies match and
+// returns it; it fails when ctx ends or QEMU exits first.
+func (vm *VM) WaitConsole(ctx context.Context, match func(line string) bool) (string, error) {
+	return vm.console.wait(ctx, match)
+}
+
+// Drive returns the attached drive with the id.
+func (vm *VM) Drive(id string) (Drive, bool) {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	d, ok := vm.drives[id]
+	return d, ok
+}
+
+// Unplug hot-unplugs the drive with the id (device_del) and waits until
+// QEMU reports the device deleted, which for PCI devices needs the guest's
+// cooperation. The drive's image stays; Plug attaches it again.
+func (vm *VM) Unplug(ctx context.Context, id string) error {
+	d, ok := vm.Drive(id)
+	if !ok {
+		return fmt.Errorf("qemu: unplug %s: no such drive", id)
+	}
+	if d.Kind == SATA {
+		return fmt.Errorf("qemu: unplug %s: ide-hd (SATA) drives cannot be hot-unplugged in QEMU", id)
+	}
+	if _, err := vm.QMP.Execute(ctx, "device_del", map[string]any{"id": id}); err != nil {
+		return fmt.Errorf("qemu: unplug %s: %w", id, err)
+	}
+	if _, err := vm.QMP.WaitEvent(ctx, "DEVICE_DELETED", func(data json.RawMessage) bool {
+		var ev struct {
+			Device string `json:"device"`
+		}
+		return json.Unmarshal(data, &ev) == nil && ev.Device == id
+	}); err != nil {
+		return fmt.Errorf("qemu: unplug %s: %w", id, err)
+	}
+	vm.mu.Lock()
+	delete(vm.drives, id)
+	vm.mu.Unlock()
+	return nil
+}
+
+// Plug hot-plugs a drive: a new one (its image is created as for Start)
+// or one that Unplug removed. SATA drives cannot be hot-plugged; SCSI
+// drives need a SCSI drive attached at boot (for the controller).
+func (vm *VM) Plug(ctx context.Context, d Drive) error {
+	d, err := d.withDefaults(len(vm.drives)+100, vm.dir)
+	if err != nil {
+		return fmt.Errorf("qemu: plug: %w", err)
+	}
+	if d.Kind == SATA {
+		return fmt.Errorf("qemu: plug %s: ide-hd (SATA) drives cannot be hot-plugged in QEMU", d.ID)
+	}
+	if _, ok := vm.Drive(d.ID); ok {
+		return fmt.Errorf("qemu: plug %s: a drive with that id is attached", d.ID)
+	}
+	if err := d.createImage(); err != nil {
+		return fmt.Errorf("qemu: plug: %w", err)
+	}
+	// The block node of a drive attached before stays after device_del.
+	if _, err := vm.QMP.Execute(ctx, "blockdev-add", d.blockdevQMP()); err != nil {
+		var qe *QMPError
+		if !errors.As(err, &qe) || !strings.Contains(qe.Desc, "already exists") && !strings.Contains(qe.Desc, "Duplicate") {
+			return fmt.Errorf("qemu: plug %s: %w", d.ID, err)
+		}
+	}
+	bus := ""
+	if d.Kind == SCSI {
+		bus = "scsi0.0"
+	}
+	for _, q := range d.devices(bus) {
+		if _, err := vm.QMP.Execute(ctx, "device_add", q.qmpArgs()); err != nil {
+			return fmt.Errorf("qemu: plug %s: %w", d.ID, err)
+		}
+	}
+	vm.mu.Lock()
+	vm.drives[d.ID] = d
+	vm.mu.Unlock()
+	return nil
+}
