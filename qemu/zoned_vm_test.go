@@ -27,11 +27,11 @@ const (
 
 // blkZone is struct blk_zone (64 bytes).
 type blkZone struct {
-	Start, Len, WP             uint64 // 512-byte sectors
+	Start, Len, WP            uint64 // 512-byte sectors
 	Type, Cond, NonSeq, Reset uint8
-	_                          [4]uint8
-	Capacity                   uint64
-	_                          [24]uint8
+	_                         [4]uint8
+	Capacity                  uint64
+	_                         [24]uint8
 }
 
 // reportZones returns up to n zones starting at sector.
