@@ -19,6 +19,7 @@ type BlockDevice struct {
 	Path             string // device node, "/dev/" + Name
 	Serial           string // drive serial, "" when the device has none
 	Model            string // model string, "" when the device has none
+	Controller       string // NVMe only: the controller's character device, "/dev/nvme0"
 	Zoned            string // "none", "host-managed" or "host-aware"
 	Size             int64  // bytes
 	LogicalBlockSize int64  // bytes
@@ -51,6 +52,11 @@ func BlockDevices(sysRoot string) ([]BlockDevice, error) {
 			}
 		}
 		b.Model = firstAttr(filepath.Join(d, "device", "model"))
+		if strings.HasPrefix(b.Name, "nvme") {
+			if l, err := os.Readlink(filepath.Join(d, "device")); err == nil && strings.HasPrefix(filepath.Base(l), "nvme") {
+				b.Controller = "/dev/" + filepath.Base(l)
+			}
+		}
 		b.Zoned = firstAttr(filepath.Join(d, "queue", "zoned"))
 		if sectors := intAttr(filepath.Join(d, "size")); sectors > 0 {
 			b.Size = sectors * 512
