@@ -496,6 +496,10 @@ func TestAttributeCount(t *testing.T) {
 		{Attribute{Raw: 193273528354, RawString: "34 (Min/Max 20/45)"}, 34},
 		{Attribute{Raw: 7, RawString: ""}, 7},
 		{Attribute{Raw: 9, RawString: "(weird)"}, 9},
+		// Seagate's packed 188: 12 timeouts, 0 over 5 s, 12 over 7.5 s.
+		{Attribute{ID: 188, Raw: 51540393996, RawString: "51540393996"}, 12},
+		{Attribute{ID: 188, Raw: 29, RawString: "29"}, 29},
+		{Attribute{ID: 5, Raw: 51540393996, RawString: "51540393996"}, 51540393996},
 	}
 	for _, c := range cases {
 		if got := c.a.Count(); got != c.want {

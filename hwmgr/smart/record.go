@@ -11,7 +11,10 @@
 // executes smartctl for one device at a time.
 package smart
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Status says what smartctl managed to read.
 type Status string
@@ -181,7 +184,15 @@ type Attribute struct {
 // string shows several packed counters ("0 0 0", Seagate's 188) or an
 // annotation ("34 (Min/Max 20/45)"), in which case it is the leading
 // number of the raw string. The health policy compares Counts.
+//
+// Attribute 188 (Command_Timeout) is special: Seagate packs three 16-bit
+// counters into its raw value (all timeouts, those over 5 s, those over
+// 7.5 s) and smartctl often prints the packed number as one; a raw value
+// wider than 16 bits counts as its low 16 bits, the total.
 func (a Attribute) Count() uint64 {
+	if a.ID == 188 && a.Raw > 0xffff && !strings.ContainsRune(a.RawString, ' ') {
+		return a.Raw & 0xffff
+	}
 	s := a.RawString
 	if s == "" {
 		return a.Raw
