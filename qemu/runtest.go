@@ -24,6 +24,10 @@ import (
 // the guest; RunTest uses it to tell the guest side from the host side.
 const GuestEnv = "STOWAGE_VMTEST_GUEST"
 
+// BootEnv names, inside the guest, which RunTest call of the test function
+// is booted (Options.Boot), so a test can boot several times.
+const BootEnv = "STOWAGE_VMTEST_BOOT"
+
 // ConsoleEnv, when set to 1 on the host, copies the guest's console to the
 // host's stderr as it comes, for debugging.
 const ConsoleEnv = "STOWAGE_VM_CONSOLE"
@@ -58,8 +62,13 @@ type Options struct {
 	Cmdline string
 	// Host, if set, runs on the host while the guest runs, with the VM
 	// (QMP, console marks, Kill). Its ctx ends when the guest test ends.
-	// A non-nil error fails the test.
+	// A non-nil error fails the test. If it calls vm.Kill (a power cut)
+	// and returns nil, the guest ending without an exit status is a pass.
 	Host func(ctx context.Context, vm *VM) error
+	// Boot names this RunTest call when one test function boots more than
+	// once (before and after a power cut): in the guest, only the body of
+	// the call whose Boot matches runs. Default "".
+	Boot string
 }
 
 // Guest is what the guest body of RunTest gets: the drives as configured
@@ -93,7 +102,9 @@ func RunTest(t *testing.T, opts Options, body func(t *testing.T, g *Guest)) {
 		drives[i] = dd
 	}
 	if IsGuest() {
-		body(t, &Guest{Drives: drives, SysRoot: "/sys"})
+		if os.Getenv(BootEnv) == opts.Boot {
+			body(t, &Guest{Drives: drives, SysRoot: "/sys"})
+		}
 		return
 	}
 	runHost(t, opts, drives)
@@ -244,7 +255,7 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	if hostVerbose() {
 		args = append(args, "-test.v=true")
 	}
-	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TMPDIR=/tmp", GuestEnv + "=1"}
+	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TMPDIR=/tmp", GuestEnv + "=1", BootEnv + "=" + opts.Boot}
 	if ci := os.Getenv("CI"); ci != "" {
 		env = append(env, "CI="+ci)
 	}
@@ -336,6 +347,10 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	}
 	if hostErr != nil {
 		t.Errorf("qemu: host side: %v", hostErr)
+	}
+	if waitErr != nil && errors.Is(waitErr, errConsoleClosed) && vm.Killed() && hostErr == nil {
+		t.Logf("qemu: the host cut the guest's power (VM.Kill) %v after QEMU started", end.Sub(vm.Started).Round(time.Millisecond))
+		return
 	}
 	if waitErr != nil {
 		why := "timed out after " + timeout.String()

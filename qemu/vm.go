@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -57,6 +58,7 @@ type VM struct {
 	unlock  func()
 
 	dir    string
+	killed atomic.Bool
 	mu     sync.Mutex
 	drives map[string]Drive // by ID, as attached
 	ahci   int              // next free AHCI port
@@ -218,10 +220,19 @@ func (vm *VM) exitErr() error {
 // Kill cuts the power: QEMU is killed with SIGKILL, so nothing the guest
 // did not already hand to the emulated drives reaches the images.
 func (vm *VM) Kill() {
+	select {
+	case <-vm.done:
+		return
+	default:
+	}
+	vm.killed.Store(true)
 	if vm.cmd.Process != nil {
 		_ = vm.cmd.Process.Kill()
 	}
 }
+
+// Killed reports whether Kill ended QEMU.
+func (vm *VM) Killed() bool { return vm.killed.Load() }
 
 // Close ends the VM if it still runs and releases its resources.
 func (vm *VM) Close() error {
