@@ -100,7 +100,9 @@ func TestRatesTable(t *testing.T) {
 	}{
 		{"idle", func(c *Counters) {}, false, func(r Rate) bool { return r.ReadIOPS == 0 && r.ReadLatencyMs == 0 && r.Utilization == 0 }},
 		{"reads", func(c *Counters) { c.ReadIOs += 10; c.ReadTicks += 50; c.ReadSectors += 80; c.IOTicks += 250 },
-			false, func(r Rate) bool { return r.ReadIOPS == 10 && r.ReadLatencyMs == 5 && r.ReadBytesPerSec == 80*512 && r.Utilization == 0.25 }},
+			false, func(r Rate) bool {
+				return r.ReadIOPS == 10 && r.ReadLatencyMs == 5 && r.ReadBytesPerSec == 80*512 && r.Utilization == 0.25
+			}},
 		{"read ios backwards", func(c *Counters) { c.ReadIOs = 5 }, true, nil},
 		{"write sectors backwards", func(c *Counters) { c.WriteSectors = 0 }, true, nil},
 		{"merges backwards", func(c *Counters) { c.ReadMerges = 0; base.ReadMerges = 3 }, true, nil},
