@@ -48,6 +48,44 @@ type MemOptions struct {
 	// MaxOpen and MaxActive limit open and active zones of a zoned device;
 	// 0 means no limit.
 	MaxOpen, MaxActive int
+	// Flavor picks whose behaviour a zoned Mem copies where kernels and
+	// drives differ. Default FlavorNullBlk.
+	Flavor Flavor
+}
+
+// Flavor names a zoned device whose corner cases a zoned Mem copies. The
+// VM tests run one script on each real device and on a Mem of its flavor
+// and require the same outcome at every step.
+type Flavor int
+
+// The flavors. They differ only here:
+//
+//   - closing an open zone with nothing written: null_blk and ZBC make it
+//     empty; ZNS makes it closed (still active);
+//   - closing an empty zone: an error (EIO) on null_blk and ZNS, nothing
+//     on ZBC;
+//   - opening an empty zone (implicitly or explicitly) at both the open and
+//     the active limit: null_blk checks the active limit first and changes
+//     nothing; ZNS (QEMU) first closes an implicitly open zone to make
+//     room, then fails on the active limit;
+//   - a write off the write pointer, past the capacity or into a full zone
+//     fails with EIO, except on ZBC: EREMOTEIO (SCSI ILLEGAL REQUEST).
+const (
+	FlavorNullBlk Flavor = iota // Linux null_blk with zoned=1
+	FlavorZBC                   // SCSI ZBC host-managed SMR, as scsi_debug zbc=managed
+	FlavorZNS                   // NVMe ZNS, as QEMU's nvme-ns zoned=true
+)
+
+func (f Flavor) String() string {
+	switch f {
+	case FlavorNullBlk:
+		return "null_blk"
+	case FlavorZBC:
+		return "zbc"
+	case FlavorZNS:
+		return "zns"
+	}
+	return fmt.Sprintf("Flavor(%d)", int(f))
 }
 
 func (o *MemOptions) fill() error {
@@ -83,6 +121,8 @@ func (o *MemOptions) fill() error {
 		return fmt.Errorf("zone: mem device: zone size %d is not a positive multiple of block size %d", o.ZoneSize, o.BlockSize)
 	case o.ZoneCapacity <= 0 || o.ZoneCapacity > o.ZoneSize || o.ZoneCapacity%o.BlockSize != 0:
 		return fmt.Errorf("zone: mem device: zone capacity %d not a multiple of block size %d within zone size %d", o.ZoneCapacity, o.BlockSize, o.ZoneSize)
+	case o.Flavor < FlavorNullBlk || o.Flavor > FlavorZNS:
+		return fmt.Errorf("zone: mem device: bad flavor %v", o.Flavor)
 	case o.Kind != KindZoned && (o.ConvZones != 0 || o.ZoneCapacity != o.ZoneSize || o.MaxOpen != 0 || o.MaxActive != 0):
 		return fmt.Errorf("zone: mem device: conventional zones, zone capacity and open limits need KindZoned")
 	}
@@ -133,17 +173,18 @@ type memOp struct {
 // would hold afterwards (Crash, CrashAt). It plays the role of Pebble's
 // crashable MemFS for raw zoned drives.
 //
-// A zoned Mem behaves like a Linux zoned block device (modelled on
-// null_blk): sequential zones accept a write only at the write pointer and
+// A zoned Mem behaves like a Linux zoned block device (null_blk, or a SCSI
+// ZBC or NVMe ZNS drive: see Flavor; the VM tests check it against all
+// three): sequential zones accept a write only at the write pointer and
 // within the zone capacity (else an error wrapping syscall.EIO); writing an
-// empty or closed zone opens it implicitly, and at the MaxOpen limit an
-// implicitly open zone is closed to make room, else the write fails with
-// syscall.ETOOMANYREFS; a zone that is neither empty nor full counts as
-// active and a write or open past MaxActive fails with syscall.EOVERFLOW;
-// a zone written to capacity is full; Reset empties a zone (reads past the
-// write pointer return zeros); Finish makes it full, with the write pointer
-// at its end as Linux reports it. Conventional zones take writes anywhere
-// and refuse Reset and Finish.
+// empty or closed zone opens it implicitly, and at the MaxOpen limit the
+// implicitly open zone with the lowest index is closed to make room, else
+// the write fails with syscall.ETOOMANYREFS; a zone that is neither empty
+// nor full counts as active and a write or open past MaxActive fails with
+// syscall.EOVERFLOW; a zone written to capacity is full; Reset empties a
+// zone (a Mem reads zeros past the write pointer; real devices need not);
+// Finish makes it full, with the write pointer at its end as Linux reports
+// it. Conventional zones take writes anywhere and refuse Reset and Finish.
 //
 // The crash model (CrashAt): let op₁ … opₙ be the writes, resets and
 // finishes completed since the last successful Flush, in completion
@@ -392,11 +433,20 @@ func (m *Mem) counts() (impOpen, open, active int) {
 // closed), closing an implicitly open zone at the open limit as a drive
 // does. m.mu is held.
 func (m *Mem) makeOpen(op string, i int) error {
-	imp, open, active := m.counts()
 	z := &m.cur.zones[i]
-	if z.cond == CondEmpty && m.opts.MaxActive > 0 && active >= m.opts.MaxActive {
-		return fmt.Errorf("zone: %s zone %d of %s: %d zones active (max %d): %w", op, i, m.info.Path, active, m.opts.MaxActive, syscall.EOVERFLOW)
+	checkActive := func() error {
+		_, _, active := m.counts()
+		if z.cond == CondEmpty && m.opts.MaxActive > 0 && active >= m.opts.MaxActive {
+			return fmt.Errorf("zone: %s zone %d of %s: %d zones active (max %d): %w", op, i, m.info.Path, active, m.opts.MaxActive, syscall.EOVERFLOW)
+		}
+		return nil
 	}
+	if m.opts.Flavor != FlavorZNS {
+		if err := checkActive(); err != nil {
+			return err
+		}
+	}
+	imp, open, _ := m.counts()
 	if m.opts.MaxOpen > 0 && open >= m.opts.MaxOpen {
 		if imp == 0 {
 			return fmt.Errorf("zone: %s zone %d of %s: %d zones explicitly open (max %d): %w", op, i, m.info.Path, open, m.opts.MaxOpen, syscall.ETOOMANYREFS)
@@ -408,11 +458,20 @@ func (m *Mem) makeOpen(op string, i int) error {
 			}
 		}
 	}
-	return nil
+	return checkActive()
 }
 
 func (m *Mem) zoneErr(op string, i int, format string, args ...any) error {
 	return fmt.Errorf("zone: %s zone %d of %s: %s: %w", op, i, m.info.Path, fmt.Sprintf(format, args...), syscall.EIO)
+}
+
+// writeErr is zoneErr for a write the zone rules refuse.
+func (m *Mem) writeErr(i int, format string, args ...any) error {
+	errno := syscall.EIO
+	if m.opts.Flavor == FlavorZBC {
+		errno = syscall.EREMOTEIO
+	}
+	return fmt.Errorf("zone: write zone %d of %s: %s: %w", i, m.info.Path, fmt.Sprintf(format, args...), errno)
 }
 
 // ReportZones implements Device.
@@ -496,11 +555,11 @@ func (m *Mem) WriteAt(p []byte, off int64) (int, error) {
 		z := &m.cur.zones[i]
 		switch {
 		case z.cond == CondFull || z.cond == CondReadOnly || z.cond == CondOffline:
-			return 0, m.zoneErr("write", i, "%d bytes at offset %d: zone is %v", len(p), off, z.cond)
+			return 0, m.writeErr(i, "%d bytes at offset %d: zone is %v", len(p), off, z.cond)
 		case rel != z.wp:
-			return 0, m.zoneErr("write", i, "%d bytes at offset %d: not at the write pointer %d", len(p), off, m.info.ZoneStart(i)+z.wp)
+			return 0, m.writeErr(i, "%d bytes at offset %d: not at the write pointer %d", len(p), off, m.info.ZoneStart(i)+z.wp)
 		case rel+int64(len(p)) > m.opts.ZoneCapacity:
-			return 0, m.zoneErr("write", i, "%d bytes at offset %d: past the zone capacity %d", len(p), off, m.opts.ZoneCapacity)
+			return 0, m.writeErr(i, "%d bytes at offset %d: past the zone capacity %d", len(p), off, m.opts.ZoneCapacity)
 		case z.cond == CondEmpty || z.cond == CondClosed:
 			if err := m.makeOpen("write", i); err != nil {
 				return 0, err
@@ -624,9 +683,9 @@ func (m *Mem) OpenZone(_ context.Context, i int) error {
 }
 
 // CloseZone closes open zone i (BLKCLOSEZONE), releasing its open resource;
-// it stays active unless empty. Closing a closed zone does nothing; closing
-// an empty or full one is an error, as on null_blk. On a file or emulated
-// Mem it only checks i.
+// it stays active unless nothing was written to it (see Flavor). Closing a
+// closed zone does nothing; closing a full one is an error, and an empty
+// one too except on FlavorZBC. On a file or emulated Mem it only checks i.
 func (m *Mem) CloseZone(_ context.Context, i int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -647,8 +706,12 @@ func (m *Mem) CloseZone(_ context.Context, i int) error {
 	case CondClosed:
 	case CondImpOpen, CondExpOpen:
 		z.cond = CondClosed
-		if z.wp == 0 {
+		if z.wp == 0 && m.opts.Flavor != FlavorZNS {
 			z.cond = CondEmpty
+		}
+	case CondEmpty:
+		if m.opts.Flavor != FlavorZBC {
+			return m.zoneErr("close", i, "zone is %v", z.cond)
 		}
 	default:
 		return m.zoneErr("close", i, "zone is %v", z.cond)

@@ -660,3 +660,61 @@ func TestMemConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestMemFlavors pins the corner cases where null_blk, SCSI ZBC and NVMe
+// ZNS differ (TestVMZoned checks the same against the real devices).
+func TestMemFlavors(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		f               Flavor
+		closeOpenEmpty  Cond  // closing an explicitly opened empty zone
+		closeEmptyFails bool  // closing an empty zone is an error
+		sideClose       bool  // a failed open at both limits still closes an implicit zone
+		wpErr           error // a write off the write pointer
+	}{
+		{FlavorNullBlk, CondEmpty, true, false, syscall.EIO},
+		{FlavorZBC, CondEmpty, false, false, syscall.EREMOTEIO},
+		{FlavorZNS, CondClosed, true, true, syscall.EIO},
+	} {
+		t.Run(tc.f.String(), func(t *testing.T) {
+			m := newMem(t, MemOptions{Kind: KindZoned, ZoneSize: 64 << 10, NumZones: 8, MaxOpen: 2, MaxActive: 3, Flavor: tc.f})
+			if err := m.OpenZone(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.CloseZone(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			if c := zoneOf(t, m, 0).Cond; c != tc.closeOpenEmpty {
+				t.Errorf("closed empty zone is %v, want %v", c, tc.closeOpenEmpty)
+			}
+			if err := m.CloseZone(ctx, 1); (err != nil) != tc.closeEmptyFails {
+				t.Errorf("close of an empty zone: err = %v, want failure %v", err, tc.closeEmptyFails)
+			}
+			if _, err := m.WriteAt(fill(4096, 1), 64<<10+4096); !errors.Is(err, tc.wpErr) {
+				t.Errorf("write off the WP: %v, want %v", err, tc.wpErr)
+			}
+			if err := m.Reset(ctx, 0); err != nil { // frees zone 0 on every flavor
+				t.Fatal(err)
+			}
+			for i := 2; i < 5; i++ {
+				if _, err := m.WriteAt(fill(4096, 1), int64(i)*64<<10); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The drive closed zone 2 to open zone 4: zones 3 and 4 are
+			// implicitly open, three are active. Opening zone 5 fails on
+			// the active limit; only ZNS closes zone 3 on the way.
+			before := zoneOf(t, m, 3).Cond
+			if _, err := m.WriteAt(fill(4096, 1), 5*64<<10); !errors.Is(err, syscall.EOVERFLOW) {
+				t.Fatalf("write to a fourth active zone: %v, want EOVERFLOW", err)
+			}
+			after := zoneOf(t, m, 3).Cond
+			if (before != after) != tc.sideClose {
+				t.Errorf("zone 3 went from %v to %v on a failed open; side close expected: %v", before, after, tc.sideClose)
+			}
+		})
+	}
+	if _, err := NewMem(MemOptions{Kind: KindZoned, Flavor: 7}); err == nil {
+		t.Error("flavor 7 accepted")
+	}
+}

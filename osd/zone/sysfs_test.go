@@ -7,9 +7,10 @@ import (
 )
 
 // TestReadGeometryFixtures reads fixture trees shaped like the sysfs of
-// the drives Stowage meets: null_blk and scsi_debug as set up by the VM
-// tests, a QEMU ZNS namespace, a loop device, a 20 TB host-aware drive, a
-// partition and an old kernel without nr_zones and limits.
+// the drives Stowage meets. nullb0, sda (scsi_debug) and nvme0n1 (QEMU
+// ZNS) hold the values TestVMZoned logged in its guest (Debian 6.1); the
+// others are a loop device, a 20 TB host-aware drive, a partition and an
+// old kernel without nr_zones and limits.
 func TestReadGeometryFixtures(t *testing.T) {
 	for _, tc := range []struct {
 		dev  string
@@ -17,7 +18,7 @@ func TestReadGeometryFixtures(t *testing.T) {
 	}{
 		{"nullb0", Geometry{Model: ModelHostManaged, Size: 1 << 30, ZoneSize: 64 << 20, NumZones: 16, MaxOpen: 8, MaxActive: 8, LogicalBlockSize: 512, PhysicalBlockSize: 512}},
 		{"sda", Geometry{Model: ModelHostManaged, Size: 512 << 20, ZoneSize: 64 << 20, NumZones: 8, MaxOpen: 3, LogicalBlockSize: 512, PhysicalBlockSize: 512}},
-		{"nvme0n1", Geometry{Model: ModelHostManaged, Size: 512 << 20, ZoneSize: 64 << 20, NumZones: 8, MaxOpen: 16, MaxActive: 16, LogicalBlockSize: 4096, PhysicalBlockSize: 4096}},
+		{"nvme0n1", Geometry{Model: ModelHostManaged, Size: 1 << 30, ZoneSize: 64 << 20, NumZones: 16, MaxOpen: 4, MaxActive: 6, LogicalBlockSize: 4096, PhysicalBlockSize: 4096}},
 		{"loop0", Geometry{Model: ModelNone, Size: 1 << 30, LogicalBlockSize: 512, PhysicalBlockSize: 512}},
 		{"sdb", Geometry{Model: ModelHostAware, Size: 39063650304 * 512, ZoneSize: 256 << 20, NumZones: 74508, LogicalBlockSize: 512, PhysicalBlockSize: 4096}},
 		{"partition", Geometry{Model: ModelNone, Size: 1 << 20, LogicalBlockSize: 512, PhysicalBlockSize: 512}},
