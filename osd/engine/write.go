@@ -1,0 +1,396 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stowage/stowage/osd/index"
+	"github.com/stowage/stowage/osd/record"
+	"github.com/stowage/stowage/osd/zone"
+)
+
+// request is one record on its way to the disk. The caller builds the
+// payload into buf (aligned, padded); the writer fills in the header.
+type request struct {
+	hdr  record.Header
+	buf  []byte
+	id   ID
+	done chan error
+
+	target uint64 // tombstone: the record it deletes
+	// Set by the writer.
+	loc uint64
+	ext *extent
+	err error
+}
+
+func newRequest(h record.Header, payload []byte) *request {
+	h.Length = uint32(len(payload))
+	h.PayloadCRC = record.Checksum(payload)
+	buf := zone.AlignedBlock(int(h.Size()))
+	copy(buf[record.HeaderSize:], payload)
+	return &request{hdr: h, buf: buf, done: make(chan error, 1)}
+}
+
+// submit queues r and waits until it is durable (or failed).
+func (e *Engine) submit(r *request) error {
+	if err := e.enqueue(r); err != nil {
+		return err
+	}
+	return <-r.done
+}
+
+func (e *Engine) enqueue(r *request) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return ErrClosed
+	}
+	if e.failed != nil {
+		return fmt.Errorf("engine: %s: refusing writes after an earlier write error: %w", e.info.Path, e.failed)
+	}
+	e.queue = append(e.queue, r)
+	e.qcond.Signal()
+	return nil
+}
+
+// writer is the single goroutine that writes: it takes everything queued
+// (up to MaxBatchBytes), appends it at the open extent's write pointer,
+// flushes once, then publishes the records in the index and acknowledges.
+func (e *Engine) writer() {
+	defer close(e.done)
+	stage := zone.AlignedBlock(8 << 20)
+	for {
+		e.mu.Lock()
+		for len(e.queue) == 0 && !e.closing {
+			e.qcond.Wait()
+		}
+		if len(e.queue) == 0 {
+			e.mu.Unlock()
+			return
+		}
+		n, bytes := 0, 0
+		for n < len(e.queue) && (n == 0 || bytes+len(e.queue[n].buf) <= e.opts.MaxBatchBytes) {
+			bytes += len(e.queue[n].buf)
+			n++
+		}
+		batch := append([]*request(nil), e.queue[:n]...)
+		e.queue = append(e.queue[:0:0], e.queue[n:]...)
+		failed := e.failed
+		e.mu.Unlock()
+		if failed != nil {
+			for _, r := range batch {
+				r.done <- fmt.Errorf("engine: %s: refusing writes after an earlier write error: %w", e.info.Path, failed)
+			}
+			continue
+		}
+		err := e.commit(batch, stage)
+		e.mu.Lock()
+		if err != nil {
+			e.failed = err
+			e.log.Error("write failed; the engine takes no more writes until reopened", "err", err)
+		} else {
+			for _, r := range batch {
+				if r.err == nil {
+					e.publish(r)
+				}
+			}
+		}
+		e.mu.Unlock()
+		for _, r := range batch {
+			switch {
+			case r.err != nil:
+				r.done <- r.err
+			case err != nil:
+				r.done <- err
+			default:
+				r.done <- nil
+			}
+		}
+	}
+}
+
+// publish applies a durable record to the index and the space accounting.
+// e.mu is held.
+func (e *Engine) publish(r *request) {
+	size := int64(len(r.buf))
+	fp := index.Fingerprint(&r.hdr.Key, r.hdr.Frag)
+	switch r.hdr.Type {
+	case record.TypeBlock:
+		if r.hdr.Flags&record.FlagCopy != 0 {
+			if !e.idx.Remove(fp, r.hdr.Ref) {
+				// Cannot happen: the compactor holds the ID's lock.
+				e.log.Error("compaction copy of a record no longer live", "id", r.id, "from", r.hdr.Ref)
+				return
+			}
+			e.extentOf(r.hdr.Ref).live -= size
+		}
+		if err := e.idx.Insert(fp, r.loc); err != nil {
+			e.log.Error("index insert", "err", err) // location checked at Open
+			return
+		}
+		r.ext.live += size
+	case record.TypeTombstone:
+		if r.hdr.Flags&record.FlagCopy == 0 && e.idx.Remove(fp, r.target) {
+			e.extentOf(r.target).live -= int64(r.hdr.Meta) * record.BlockSize
+		}
+		r.ext.live += size
+	}
+}
+
+// extentOf returns the extent that holds device block loc. e.mu is held
+// or the extent list is not changing.
+func (e *Engine) extentOf(loc uint64) *extent {
+	z := e.info.ZoneOf(int64(loc) * record.BlockSize)
+	s := (z - e.opts.FirstZone) / e.opts.ZonesPerExtent
+	if z < e.opts.FirstZone || s >= len(e.exts) {
+		return nil
+	}
+	return e.exts[s]
+}
+
+// commit writes batch. An error return means the device state is unknown.
+// Per-request errors (no space) are left in r.err.
+func (e *Engine) commit(batch []*request, stage []byte) error {
+	var (
+		x        *extent
+		runStart int64 // logical start of the staged bytes in x
+		staged   int
+	)
+	flushStage := func() error {
+		if staged == 0 {
+			return nil
+		}
+		err := x.write(e.dev, stage[:staged], runStart)
+		runStart += int64(staged)
+		staged = 0
+		return err
+	}
+	e.mu.Lock()
+	x = e.open
+	if x != nil {
+		runStart = x.used
+	}
+	e.mu.Unlock()
+	wrote := false
+	for _, r := range batch {
+		size := int64(len(r.buf))
+		if x == nil || !x.fits(size) {
+			if err := flushStage(); err != nil {
+				return err
+			}
+			if x != nil {
+				if err := e.closeExtent(x); err != nil {
+					return err
+				}
+			}
+			nx, err := e.openExtent()
+			if errors.Is(err, ErrFull) {
+				x = nil
+				r.err = err
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			x = nx
+			runStart = x.used
+			if !x.fits(size) {
+				r.err = fmt.Errorf("%w: a %d-byte record does not fit an empty %d-byte extent", ErrTooLarge, size, x.total)
+				continue
+			}
+		}
+		e.mu.Lock()
+		r.hdr.Seq = e.nextSeq
+		e.nextSeq++
+		r.hdr.Extent = uint32(x.slot)
+		r.hdr.Incarnation = x.inc
+		l := x.used
+		x.used += size
+		r.loc = x.loc(e.info, l)
+		r.ext = x
+		x.entries = append(x.entries, entryOf(&r.hdr, l))
+		e.mu.Unlock()
+		r.hdr.Encode(r.buf)
+		wrote = true
+		if size >= 1<<20 {
+			if err := flushStage(); err != nil {
+				return err
+			}
+			if err := x.write(e.dev, r.buf, l); err != nil {
+				return err
+			}
+			runStart = l + size
+			continue
+		}
+		if staged+len(r.buf) > len(stage) {
+			if err := flushStage(); err != nil {
+				return err
+			}
+		}
+		copy(stage[staged:], r.buf)
+		staged += len(r.buf)
+	}
+	if err := flushStage(); err != nil {
+		return err
+	}
+	if !wrote {
+		return nil
+	}
+	if err := e.dev.Flush(context.Background()); err != nil {
+		return fmt.Errorf("engine: flushing %s: %w", e.info.Path, err)
+	}
+	return nil
+}
+
+func entryOf(h *record.Header, l int64) record.Entry {
+	return record.Entry{Type: h.Type, Flags: h.Flags, Frag: h.Frag, Length: h.Length, Meta: h.Meta,
+		Off: uint32(l / record.BlockSize), Seq: h.Seq, Ref: h.Ref, RefInc: h.RefInc, Key: h.Key}
+}
+
+// openExtent takes a free slot, resets its zones if a zoned device still
+// holds data there, and writes the extent header (durable with the next
+// flush; an extent whose header is lost is simply free again).
+func (e *Engine) openExtent() (*extent, error) {
+	e.mu.Lock()
+	var x *extent
+	for _, c := range e.exts {
+		if c.state == stateFree && !c.busy {
+			x = c
+			break
+		}
+	}
+	if x == nil {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("%w on %s", ErrFull, e.info.Path)
+	}
+	x.busy = true
+	seq := e.nextSeq
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		x.busy = false
+		e.mu.Unlock()
+	}()
+	ctx := context.Background()
+	if e.zoned {
+		if err := e.resetZones(ctx, x, true); err != nil {
+			return nil, err
+		}
+	}
+	inc := e.opts.Incarnation()
+	zones := make([]uint32, len(x.zones))
+	for i, z := range x.zones {
+		zones[i] = uint32(z)
+	}
+	h := record.ExtentHeader{Extent: uint32(x.slot), Incarnation: inc, FirstSeq: seq, ZoneSize: uint64(e.info.ZoneSize), Zones: zones}
+	b := zone.AlignedBlock(record.BlockSize)
+	if err := h.Encode(b); err != nil {
+		return nil, err
+	}
+	if err := x.write(e.dev, b, 0); err != nil {
+		return nil, fmt.Errorf("engine: writing the header of extent %d: %w", x.slot, err)
+	}
+	e.mu.Lock()
+	x.state = stateOpen
+	x.inc = inc
+	x.firstSeq = seq
+	x.used = record.BlockSize
+	x.entries = nil
+	x.footer = false
+	x.live = 0
+	e.open = x
+	e.mu.Unlock()
+	e.log.Debug("extent opened", "extent", x.slot, "incarnation", inc, "first_seq", seq)
+	return x, nil
+}
+
+// resetZones resets x's zones, the header zone first (so that a crash
+// half-way leaves no valid extent header), and flushes. With onlyDirty it
+// asks the device first and skips empty zones (zoned devices).
+func (e *Engine) resetZones(ctx context.Context, x *extent, onlyDirty bool) error {
+	var zs []zone.Zone
+	if onlyDirty {
+		var err error
+		if zs, err = e.dev.ReportZones(ctx, x.zones[0], len(x.zones)); err != nil {
+			return fmt.Errorf("engine: zones of extent %d: %w", x.slot, err)
+		}
+	}
+	did := false
+	for k, z := range x.zones {
+		if zs != nil && zs[k].Cond == zone.CondEmpty {
+			continue
+		}
+		if err := e.dev.Reset(ctx, z); err != nil {
+			return fmt.Errorf("engine: resetting zone %d of extent %d: %w", z, x.slot, err)
+		}
+		did = true
+	}
+	if !did {
+		return nil
+	}
+	if err := e.dev.Flush(ctx); err != nil {
+		return fmt.Errorf("engine: flushing %s after resetting extent %d: %w", e.info.Path, x.slot, err)
+	}
+	return nil
+}
+
+// closeExtent makes x's records durable, appends its footer and trailer,
+// finishes its unused zones and flushes: x is closed.
+func (e *Engine) closeExtent(x *extent) error {
+	ctx := context.Background()
+	if err := e.dev.Flush(ctx); err != nil { // records before the footer that lists them
+		return fmt.Errorf("engine: flushing %s: %w", e.info.Path, err)
+	}
+	e.mu.Lock()
+	entries := x.entries
+	seq := e.nextSeq
+	e.nextSeq++
+	l := x.used
+	e.mu.Unlock()
+	payload := record.AppendFooter(make([]byte, 0, record.FooterLen(len(entries))), entries)
+	r := newRequest(record.Header{Type: record.TypeFooter, Extent: uint32(x.slot), Incarnation: x.inc, Seq: seq}, payload)
+	r.hdr.Encode(r.buf)
+	if err := x.write(e.dev, r.buf, l); err != nil {
+		return fmt.Errorf("engine: writing the footer of extent %d: %w", x.slot, err)
+	}
+	end := l + int64(len(r.buf))
+	t := x.trailerAt(end)
+	if e.zoned {
+		for p := end; p < t; {
+			n := min(t-p, int64(len(e.zeros)))
+			if err := x.write(e.dev, e.zeros[:n], p); err != nil {
+				return fmt.Errorf("engine: padding extent %d: %w", x.slot, err)
+			}
+			p += n
+		}
+	}
+	tb := zone.AlignedBlock(record.BlockSize)
+	tr := record.Trailer{Extent: uint32(x.slot), Incarnation: x.inc, FooterOff: uint64(l), FooterSize: uint64(len(r.buf)), LastSeq: seq}
+	tr.Encode(tb)
+	if err := x.write(e.dev, tb, t); err != nil {
+		return fmt.Errorf("engine: writing the trailer of extent %d: %w", x.slot, err)
+	}
+	if e.zoned {
+		for k := x.zoneAt(t) + 1; k < len(x.zones); k++ {
+			if err := e.dev.Finish(ctx, x.zones[k]); err != nil {
+				return fmt.Errorf("engine: finishing zone %d of extent %d: %w", x.zones[k], x.slot, err)
+			}
+		}
+	}
+	if err := e.dev.Flush(ctx); err != nil {
+		return fmt.Errorf("engine: flushing %s: %w", e.info.Path, err)
+	}
+	e.mu.Lock()
+	x.state = stateClosed
+	x.footer = true
+	x.entries = nil
+	x.used = end
+	if e.open == x {
+		e.open = nil
+	}
+	e.mu.Unlock()
+	e.log.Debug("extent closed", "extent", x.slot, "records", len(entries), "footer_offset", x.device(e.info, l))
+	return nil
+}
