@@ -31,7 +31,7 @@ const (
 // clean turns a guest path into an archive name without a leading slash.
 func cleanName(p string) (string, error) {
 	c := strings.TrimPrefix(path.Clean("/"+p), "/")
-	if c == "" || c == "." {
+	if c == "" || c == "." || strings.ContainsRune(c, 0) {
 		return "", fmt.Errorf("cpio: bad path %q", p)
 	}
 	return c, nil

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/stowage/stowage/qemu/guest"
 )
@@ -184,8 +185,11 @@ func (p *plan) baseArchive(cacheDir string) (string, error) {
 	}
 	path := filepath.Join(cacheDir, "initramfs-"+key+".cpio")
 	if _, err := os.Stat(path); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(path, now, now) // keep it from pruning
 		return path, nil
 	}
+	pruneCache(cacheDir, "initramfs-*.cpio", cacheMaxAge)
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("initramfs cache: %w", err)
 	}
@@ -205,6 +209,20 @@ func (p *plan) baseArchive(cacheDir string) (string, error) {
 		return "", fmt.Errorf("initramfs cache: %w", err)
 	}
 	return path, nil
+}
+
+// cacheMaxAge is how long an unused cache entry stays.
+const cacheMaxAge = 24 * time.Hour
+
+// pruneCache removes the entries matching pattern in dir that were not
+// used for maxAge. Errors are ignored: pruning is housekeeping.
+func pruneCache(dir, pattern string, maxAge time.Duration) {
+	paths, _ := filepath.Glob(filepath.Join(dir, pattern))
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil && time.Since(st.ModTime()) > maxAge {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // Build writes the complete initramfs to out: the cached base archive

@@ -3,10 +3,13 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,9 +168,12 @@ func BuildInit(ctx context.Context, cacheDir string) (string, error) {
 	return out, nil
 }
 
-// buildTestBinary builds the test binary of the package in dir with the
-// host binary's build tags plus vmtest.
-func buildTestBinary(ctx context.Context, dir, out string) error {
+// testBinary returns a static build of the test binary of the package in
+// dir, with the host binary's build tags plus vmtest. It is cached under
+// cacheDir/tests keyed by the running host test binary's contents (which
+// change whenever the package's code does), so several boots of one
+// package build it once.
+func testBinary(ctx context.Context, dir, cacheDir string) (string, error) {
 	tags := []string{"vmtest"}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
@@ -180,10 +186,40 @@ func buildTestBinary(ctx context.Context, dir, out string) error {
 			}
 		}
 	}
-	if err := goBuild(ctx, dir, "test", "-c", "-tags", strings.Join(tags, ","), "-o", out, "."); err != nil {
-		return fmt.Errorf("build test binary of %s: %w", dir, err)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", dir, strings.Join(tags, ","))
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("test binary: %w", err)
 	}
-	return nil
+	f, err := os.Open(self)
+	if err != nil {
+		return "", fmt.Errorf("test binary: %w", err)
+	}
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("test binary: hash %s: %w", self, err)
+	}
+	out := filepath.Join(cacheDir, "tests", hex.EncodeToString(h.Sum(nil))[:24]+".test")
+	if _, err := os.Stat(out); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(out, now, now) // keep it from pruning
+		return out, nil
+	}
+	pruneCache(filepath.Dir(out), "*.test", cacheMaxAge)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", fmt.Errorf("test binary: %w", err)
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+	defer os.Remove(tmp)
+	if err := goBuild(ctx, dir, "test", "-c", "-tags", strings.Join(tags, ","), "-o", tmp, "."); err != nil {
+		return "", fmt.Errorf("build test binary of %s: %w", dir, err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", fmt.Errorf("test binary: %w", err)
+	}
+	return out, nil
 }
 
 func goBuild(ctx context.Context, dir string, args ...string) error {
@@ -245,8 +281,8 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	if err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
-	testBin := filepath.Join(t.TempDir(), "guest.test")
-	if err := buildTestBinary(lockCtx, wd, testBin); err != nil {
+	testBin, err := testBinary(lockCtx, wd, cacheDir)
+	if err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
 
