@@ -294,6 +294,18 @@ func TestDaemonLoopDevices(t *testing.T) {
 		t.Errorf("locate on a loop device: %d %s", status, body)
 	}
 
+	// I/O statistics: 4 MiB written with O_DIRECT show up in the counters
+	// and as a write rate over the window since the startup sample.
+	if out, err := exec.Command("dd", "if=/dev/zero", "of="+devA, "bs=1M", "count=4", "oflag=direct").CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v: %s", err, out)
+	}
+	if err := td.d.node.PollStats(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := td.d.node.Drive(nameA); d.Stats == nil || d.Stats.WriteBytesTotal < 4<<20 || d.Stats.WriteIOPS <= 0 || d.Stats.WriteBytesPerSecond <= 0 {
+		t.Errorf("stats of %s after writing 4 MiB: %+v", nameA, d.Stats)
+	}
+
 	// The scrape of the live daemon is lint-clean and counts the drives.
 	status, body = td.request(t, nil, "GET", "/metrics", tRead, "")
 	if status != 200 {
