@@ -472,7 +472,8 @@ func copyDrive(d *Drive) Drive {
 
 // Act applies an operator action to a drive. State-changing actions on a
 // drive that holds data (owner payload or foreign signature), and adopt
-// always, need the drive's serial (or WWN) in req.Serial.
+// always, need the drive's serial (or WWN; for a device that reports
+// neither, its ID) in req.Serial.
 func (n *Node) Act(ctx context.Context, ref string, a Action, req ActionRequest) (Drive, error) {
 	if !slices.Contains(Actions, a) {
 		return Drive{}, fmt.Errorf("%w %q", ErrUnknownAction, a)
@@ -491,7 +492,7 @@ func (n *Node) Act(ctx context.Context, ref string, a Action, req ActionRequest)
 		return n.locate(cur, a == ActionLocateOn)
 	}
 	if cur.HoldsData() || a == ActionAdopt {
-		if err := checkSerial(cur.Identity, req.Serial); err != nil {
+		if err := checkSerial(cur, req.Serial); err != nil {
 			return Drive{}, fmt.Errorf("drive %s (%s): %w", cur.ID, cur.Identity.DevPath, err)
 		}
 	}
@@ -540,15 +541,21 @@ func (n *Node) apply(ctx context.Context, key string, t Transition) (Drive, erro
 	return out, nil
 }
 
-func checkSerial(id Identity, serial string) error {
+// checkSerial confirms a request names the drive: its serial or WWN, or,
+// for a device that reports neither (a loop device), its ID.
+func checkSerial(d Drive, serial string) error {
 	serial = strings.TrimSpace(serial)
 	if serial == "" {
 		return ErrSerialRequired
 	}
+	id := d.Identity
 	if id.Serial == "" && id.WWN == "" {
-		return fmt.Errorf("%w: the drive reports neither serial nor WWN", ErrSerialMismatch)
+		if serial != d.ID {
+			return fmt.Errorf("%w: the drive reports neither serial nor WWN; name its ID %q", ErrSerialMismatch, d.ID)
+		}
+		return nil
 	}
-	if serial != id.Serial && serial != id.WWN {
+	if serial != strings.TrimSpace(id.Serial) && serial != id.WWN {
 		return ErrSerialMismatch
 	}
 	return nil

@@ -346,3 +346,19 @@ func TestBusResumeAndGap(t *testing.T) {
 }
 
 func testTime() time.Time { return time.Date(2026, 11, 28, 22, 0, 0, 0, time.UTC) }
+
+func TestSeriallessDriveConfirmedByID(t *testing.T) {
+	ctx := context.Background()
+	n, dr, _, lb := testNode(t)
+	lb.labels["loop7"] = Label{State: StateForeign, Foreign: []string{"gpt"}}
+	dr.set(Identity{Name: "loop7"})
+	if err := n.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Act(ctx, "loop7", ActionAdopt, ActionRequest{Serial: "something"}); !errors.Is(err, ErrSerialMismatch) {
+		t.Fatalf("wrong confirmation: %v", err)
+	}
+	if d, err := n.Act(ctx, "loop7", ActionAdopt, ActionRequest{Serial: "loop7"}); err != nil || d.Label.State != StateNew {
+		t.Fatalf("adopt by ID: %v %v", d.Label.State, err)
+	}
+}
