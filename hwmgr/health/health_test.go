@@ -268,7 +268,11 @@ func TestNVMeCriticalWarningBits(t *testing.T) {
 
 func loadFixture(t *testing.T, name string) *smart.Record {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "smart", "testdata", "smartctl-json", name))
+	dir := "smartctl-json"
+	if strings.HasPrefix(name, "captured/") {
+		dir = ""
+	}
+	data, err := os.ReadFile(filepath.Join("..", "smart", "testdata", dir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,6 +300,16 @@ func TestFixtures(t *testing.T) {
 		{"HITACHI_H109060SESUN600G_10.json", OK, nil},
 		{"INTEL_SSDPE2KX080T8_1.json", OK, nil},
 		{"sat-Seagate_Enterprise_Capacity_3.5_HDD-ST4000NM0035-1V4107-sdc.json", OK, nil},
+		// Real smartctl in the QEMU guest (hwmgr/smart TestVMSmart).
+		{"captured/qemu-nvme.json", OK, nil},
+		{"captured/qemu-nvme-critical-warning.json", Fail, []string{
+			"fail nvme-critical-warning critical_warning.reliability_degraded",
+			"fail smart-overall-failed smart_status.passed",
+			"warn nvme-critical-warning critical_warning.temperature"}},
+		{"captured/qemu-sata-selftest.json", OK, nil},
+		{"captured/qemu-virtio-scsi.json", OK, nil},
+		{"captured/loop-sat-standby.json", OK, nil},
+		{"captured/missing-device-sat.json", Warn, []string{"warn smart-unreadable"}},
 	}
 	for _, c := range cases {
 		res := Config{}.Evaluate(Sample{SMART: loadFixture(t, c.file)}, nil)

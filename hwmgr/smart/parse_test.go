@@ -328,6 +328,9 @@ func TestGolden(t *testing.T) {
 		"unknown-device-type": "captured/unknown-device-type.json",
 		"standby":             "synthetic/standby-ata.json",
 		"standby-custom-exit": "synthetic/standby-os-custom-exit.json",
+		"qemu-nvme-warning":   "captured/qemu-nvme-critical-warning.json",
+		"qemu-sata-selftest":  "captured/qemu-sata-selftest.json",
+		"qemu-virtio-scsi":    "captured/qemu-virtio-scsi.json",
 	}
 	for name, src := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -390,10 +393,24 @@ func TestStatus(t *testing.T) {
 		{"synthetic/standby-ata.json", StatusAsleep, "STANDBY", ExitDeviceOpen},
 		{"synthetic/standby-os-custom-exit.json", StatusAsleep, "STANDBY (OS)", ExitCommandLine | ExitDeviceOpen | ExitSMARTCommand},
 		{"smartctl-json/sat-Phison_Driven_SSDs-KINGSTON_SA400M8120G-sda.json", StatusOK, "", ExitSMARTCommand},
+		{"captured/loop-sat-standby.json", StatusAsleep, "SLEEP", ExitDeviceOpen},
+		{"captured/qemu-nvme.json", StatusOK, "", 0},
+		{"captured/qemu-nvme-before.json", StatusOK, "", 0},
+		{"captured/qemu-nvme-critical-warning.json", StatusOK, "", ExitDiskFailing},
+		{"captured/qemu-sata.json", StatusOK, "", ExitSMARTCommand},
+		{"captured/qemu-sata-selftest.json", StatusOK, "", ExitSMARTCommand},
+		{"captured/qemu-virtio-scsi.json", StatusUnsupported, "", ExitSMARTCommand},
+		{"captured/scsi-debug.json", StatusOK, "", ExitSMARTCommand},
 		{"smartctl-json/nvme-null-SAMSUNG_MZWLL3T2HAJQ-00005-nvme0.json", StatusOK, "", ExitDiskFailing},
+	}
+	captured, _ := filepath.Glob("testdata/captured/*.json")
+	synthetic, _ := filepath.Glob("testdata/synthetic/*.json")
+	if len(cases) < len(captured)+len(synthetic) {
+		t.Errorf("%d cases for %d captured and synthetic files: add the new ones", len(cases), len(captured)+len(synthetic))
 	}
 	for _, c := range cases {
 		rec := parseFile(t, filepath.Join("testdata", c.file))
+		checkRoundTrip(t, rec)
 		if rec.Status != c.status || rec.Asleep != c.asleep || rec.ExitStatus != c.exit {
 			t.Errorf("%s: status %q asleep %q exit %v, want %q %q %v", c.file, rec.Status, rec.Asleep, rec.ExitStatus, c.status, c.asleep, c.exit)
 		}
