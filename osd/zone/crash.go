@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 )
@@ -197,6 +198,8 @@ type memOp struct {
 // back closed (or empty, if nothing in them survived), as after a power
 // cycle. Crash draws k uniformly from [0, n] and s uniformly from its
 // range, from the given generator only, so a seed replays exactly.
+// CrashReordered and CrashWith model a drive that writes unflushed changes
+// back out of order.
 type Mem struct {
 	opts MemOptions
 	info Info
@@ -348,15 +351,145 @@ func (m *Mem) Crash(rng *rand.Rand) *Mem {
 func (m *Mem) CrashAt(p CrashPoint) *Mem {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := m.durable.clone()
 	keep := min(max(p.Keep, 0), len(m.pending))
-	for _, op := range m.pending[:keep] {
-		m.apply(&s, op)
+	plan := make(CrashPlan, len(m.pending))
+	for i := range keep {
+		plan[i] = m.sectors(m.pending[i])
 	}
-	if keep < len(m.pending) && m.pending[keep].kind == memWrite && p.TornSectors > 0 {
-		op := m.pending[keep]
-		n := min(int64(p.TornSectors)*m.opts.SectorSize, int64(len(op.data)))
-		op.data = op.data[:n]
+	if keep < len(plan) && m.pending[keep].kind == memWrite {
+		plan[keep] = min(max(p.TornSectors, 0), m.sectors(m.pending[keep]))
+	}
+	return m.crash(plan)
+}
+
+// CrashPlan says what survives a crash, change by change: entry i is how
+// many leading sectors of the i-th pending change survive when it is a
+// write (0: none; its length in sectors or more: all), or whether it
+// survives when it is a reset or finish (0: no; 1 or more: yes). Missing
+// entries are 0. The prefix model of CrashAt is one shape of plan;
+// PickReordered draws others.
+type CrashPlan []int
+
+// CrashWith returns a new device holding what survives a power cut that
+// keeps what plan says, applied in the original order. On a zoned Mem the
+// plan must keep a prefix of each sequential zone's changes (whole changes,
+// then at most one partial write, then nothing), since a write pointer
+// cannot skip a hole; otherwise it returns an error. m is unchanged.
+func (m *Mem) CrashWith(plan CrashPlan) (*Mem, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(plan) > len(m.pending) {
+		return nil, fmt.Errorf("zone: crash plan for %d changes, %d pending", len(plan), len(m.pending))
+	}
+	lost := map[int]int{} // zone → first change not kept whole
+	for i, op := range m.pending {
+		n := 0
+		if i < len(plan) {
+			n = plan[i]
+		}
+		if n < 0 {
+			return nil, fmt.Errorf("zone: crash plan: change %d keeps %d sectors", i, n)
+		}
+		z := m.opZone(op)
+		if !m.seq(z) {
+			continue
+		}
+		if j, ok := lost[z]; ok && n > 0 {
+			return nil, fmt.Errorf("zone: crash plan keeps change %d in zone %d after losing (part of) change %d: a write pointer cannot skip a hole", i, z, j)
+		}
+		if n < m.sectors(op) {
+			if _, ok := lost[z]; !ok {
+				lost[z] = i
+			}
+		}
+	}
+	full := make(CrashPlan, len(m.pending))
+	copy(full, plan)
+	return m.crash(full), nil
+}
+
+// PickReordered draws a crash plan in which the pending changes survive
+// out of order, as a drive with a volatile cache may write them back:
+// on emulated zones and conventional zones each change independently
+// survives whole (probability ½) or else keeps a uniform number of its
+// leading sectors in [0, length); on each sequential zone of a zoned Mem a
+// prefix of that zone's changes survives, drawn as in PickCrash, since the
+// write pointer keeps zones contiguous. Zones are independent of each other.
+func (m *Mem) PickReordered(rng *rand.Rand) CrashPlan {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	plan := make(CrashPlan, len(m.pending))
+	perZone := map[int][]int{} // sequential zone → its changes, in order
+	for i, op := range m.pending {
+		if z := m.opZone(op); m.seq(z) {
+			perZone[z] = append(perZone[z], i)
+			continue
+		}
+		n := m.sectors(op)
+		if rng.IntN(2) == 0 {
+			plan[i] = n
+		} else {
+			plan[i] = rng.IntN(n)
+		}
+	}
+	zones := make([]int, 0, len(perZone))
+	for z := range perZone {
+		zones = append(zones, z)
+	}
+	slices.Sort(zones) // map order is random; the draw must not be
+	for _, z := range zones {
+		ops := perZone[z]
+		k := rng.IntN(len(ops) + 1)
+		for _, i := range ops[:k] {
+			plan[i] = m.sectors(m.pending[i])
+		}
+		if k < len(ops) && m.pending[ops[k]].kind == memWrite {
+			plan[ops[k]] = rng.IntN(m.sectors(m.pending[ops[k]]))
+		}
+	}
+	return plan
+}
+
+// CrashReordered returns a new device holding what survives a power cut
+// with a plan drawn by PickReordered from rng. m is unchanged.
+func (m *Mem) CrashReordered(rng *rand.Rand) *Mem {
+	plan := m.PickReordered(rng)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.crash(plan)
+}
+
+// sectors is the length of a change in sectors; resets and finishes count 1.
+func (m *Mem) sectors(op memOp) int {
+	if op.kind != memWrite {
+		return 1
+	}
+	return len(op.data) / int(m.opts.SectorSize)
+}
+
+// opZone is the zone a change touches.
+func (m *Mem) opZone(op memOp) int {
+	if op.kind == memWrite {
+		return m.info.ZoneOf(op.off)
+	}
+	return op.zone
+}
+
+// crash applies plan to the durable state and returns the device a power
+// cycle leaves; changes past the plan are lost. m.mu is held.
+func (m *Mem) crash(plan CrashPlan) *Mem {
+	s := m.durable.clone()
+	for i, op := range m.pending {
+		if i >= len(plan) {
+			break
+		}
+		n := plan[i]
+		switch {
+		case n <= 0:
+			continue
+		case op.kind == memWrite && n < m.sectors(op):
+			op.data = op.data[:int64(n)*m.opts.SectorSize]
+		}
 		m.apply(&s, op)
 	}
 	for i := range s.zones {
@@ -368,8 +501,7 @@ func (m *Mem) CrashAt(p CrashPoint) *Mem {
 			}
 		}
 	}
-	c := &Mem{opts: m.opts, info: m.info, cur: s, durable: s.clone(), cutAfter: -1}
-	return c
+	return &Mem{opts: m.opts, info: m.info, cur: s, durable: s.clone(), cutAfter: -1}
 }
 
 // apply makes op's change to s. Validity was checked when op ran; a torn
