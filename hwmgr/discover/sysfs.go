@@ -3,6 +3,7 @@ package discover
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,6 +25,11 @@ type udevFields struct {
 // keyed by kernel name. ghw failing is not fatal: sysfs has the rest.
 func (s *Scanner) ghwDisks() map[string]udevFields {
 	out := map[string]udevFields{}
+	if _, err := os.Stat(filepath.Join(s.run, "udev", "data")); err != nil {
+		// No udev database (our initramfs): ghw would only repeat the
+		// sysfs reads describe makes anyway.
+		return out
+	}
 	info, err := block.New(
 		ghw.WithChroot("/"),
 		ghw.WithPathOverrides(map[string]string{"/sys": s.sys, "/run": s.run, "/dev": s.dev}),
@@ -72,12 +78,24 @@ func (s *Scanner) byIDLinks() map[string][]string {
 }
 
 // sysAttr reads one sysfs attribute, trimmed. A missing attribute is "".
+// Attributes are small; a stack buffer avoids os.ReadFile's page-sized
+// allocation per read (sysfs reports every file as 4096 bytes).
 func sysAttr(path ...string) string {
-	b, err := os.ReadFile(filepath.Join(path...))
+	f, err := os.Open(filepath.Join(path...))
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(b))
+	defer f.Close()
+	var buf [256]byte
+	n, err := io.ReadFull(f, buf[:])
+	switch {
+	case err == nil: // longer than the buffer
+		rest, _ := io.ReadAll(f)
+		return strings.TrimSpace(string(append(buf[:n:n], rest...)))
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return strings.TrimSpace(string(buf[:n]))
+	}
+	return ""
 }
 
 // sysUint reads a decimal sysfs attribute; missing or unparsable is 0.
