@@ -174,13 +174,12 @@ func (e *Engine) decodeFooterAt(x *extent, inc uint64, tr *record.Trailer) ([]re
 func (e *Engine) findTrailer(x *extent, inc uint64, zs []zone.Zone) (*record.Trailer, error) {
 	b := zone.AlignedBlock(record.BlockSize)
 	for k := len(x.zones) - 1; k >= 0; k-- {
-		if zs != nil && zs[k].Cond == zone.CondEmpty {
-			continue
+		if zs != nil && zs[k].Cond != zone.CondFull {
+			continue // writing the trailer fills its zone
 		}
 		l := x.start[k] + x.caps[k] - record.BlockSize
 		if err := x.read(e.dev, b, l); err != nil {
-			e.log.Debug("trailer candidate unreadable", "extent", x.slot, "offset", x.device(e.info, l), "err", err)
-			continue
+			return nil, fmt.Errorf("engine: extent %d: reading a trailer candidate: %w", x.slot, err)
 		}
 		tr, err := record.DecodeTrailer(b)
 		if err != nil || tr.Extent != uint32(x.slot) || tr.Incarnation != inc {
