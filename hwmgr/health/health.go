@@ -71,10 +71,10 @@ const (
 	RuleKernelIOErrors        = "kernel-io-errors"
 )
 
-// BackblazeAttributes are the five ATA attributes Backblaze found to
+// BackblazeAttributes returns the five ATA attributes Backblaze found to
 // predict failure: 5 Reallocated_Sector_Ct, 187 Reported_Uncorrect,
 // 188 Command_Timeout, 197 Current_Pending_Sector, 198 Offline_Uncorrectable.
-var BackblazeAttributes = [5]int{5, 187, 188, 197, 198}
+func BackblazeAttributes() [5]int { return [5]int{5, 187, 188, 197, 198} }
 
 // Config holds the thresholds. A zero field means its default (in
 // parentheses); README.md says why each default is what it is.
@@ -278,7 +278,7 @@ func (e *eval) ata(r, pr *smart.Record) {
 				Message:   fmt.Sprintf("attribute %s was at or below its threshold %d in the past (worst %d)", name, a.Thresh, a.Worst)})
 		}
 	}
-	for _, id := range BackblazeAttributes {
+	for _, id := range BackblazeAttributes() {
 		a, ok := r.ATA.Attribute(id)
 		if !ok {
 			continue

@@ -201,3 +201,63 @@ func TestReaderRealKmsg(t *testing.T) {
 		t.Fatal("Next did not return after cancel")
 	}
 }
+
+func TestTally(t *testing.T) {
+	var seen []IOError
+	tl := Tally{OnError: func(e IOError) { seen = append(seen, e) }}
+	if tl.Count("sdb") != 0 || len(tl.Counts()) != 0 {
+		t.Fatal("zero Tally not empty")
+	}
+	tl.Add(
+		Record{Seq: 1, Message: "I/O error, dev sdb, sector 1 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2"},
+		Record{Seq: 2, Message: "Buffer I/O error on dev sdb1, logical block 0, async page read"},
+		Record{Seq: 3, Message: "critical medium error, dev sdb, sector 9 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2"},
+	)
+	tl.Add(Record{Seq: 4, Message: "I/O error, dev nvme0n1, sector 0 op 0x1:(WRITE) flags 0x0 phys_seg 1 prio class 2"})
+	if tl.Count("sdb") != 2 || tl.Count("nvme0n1") != 1 || len(seen) != 3 || seen[1].Kind != "critical medium" {
+		t.Errorf("counts %v, seen %+v", tl.Counts(), seen)
+	}
+	c := tl.Counts()
+	c["sdb"] = 100
+	if tl.Count("sdb") != 2 {
+		t.Error("Counts returned the live map")
+	}
+}
+
+// Follow on the real /dev/kmsg counts an I/O error logged after it started.
+func TestTallyFollowRealKmsg(t *testing.T) {
+	dev := fmt.Sprintf("stowagetally%d", os.Getpid())
+	r, err := Open("", true)
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skipf("no kernel log: %v", err)
+		}
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make(chan IOError, 16)
+	tl := &Tally{OnError: func(e IOError) {
+		if e.Device == dev {
+			got <- e
+		}
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tl.Follow(ctx, r) }()
+	writeKmsg(t, fmt.Sprintf("<3>I/O error, dev %s, sector 77 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2\n", dev))
+	select {
+	case e := <-got:
+		if e.Sector != 77 || tl.Count(dev) != 1 {
+			t.Errorf("%+v, count %d", e, tl.Count(dev))
+		}
+	case err := <-done:
+		t.Fatalf("Follow ended: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the error never arrived")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Follow after cancel: %v", err)
+	}
+}
