@@ -26,6 +26,21 @@ type Reader struct {
 	// Lost counts times the kernel overwrote records before they were read
 	// (read returned EPIPE); reading continues with the oldest record left.
 	Lost int
+	// Malformed counts records that did not parse; they are skipped.
+	Malformed int
+	// LastMalformed is the parse error of the latest skipped record.
+	LastMalformed error
+}
+
+// parse decodes one read, counting and skipping a malformed record.
+func (r *Reader) parse(b []byte) (Record, bool) {
+	rec, err := Parse(b)
+	if err != nil {
+		r.Malformed++
+		r.LastMalformed = fmt.Errorf("kmsg: %s: %w", r.path, err)
+		return Record{}, false
+	}
+	return rec, true
 }
 
 // Open opens the kernel log at path (DefaultPath when empty). With
@@ -52,6 +67,7 @@ func Open(path string, fromEnd bool) (*Reader, error) {
 func (r *Reader) Close() error { return r.f.Close() }
 
 // Next returns the next record, waiting for one until ctx is done.
+// Malformed records are skipped (see Malformed).
 func (r *Reader) Next(ctx context.Context) (Record, error) {
 	stop := context.AfterFunc(ctx, func() { _ = r.f.SetReadDeadline(time.Now()) })
 	defer stop()
@@ -62,11 +78,9 @@ func (r *Reader) Next(ctx context.Context) (Record, error) {
 		n, err := r.f.Read(r.buf)
 		switch {
 		case err == nil:
-			rec, perr := Parse(r.buf[:n])
-			if perr != nil {
-				return Record{}, fmt.Errorf("kmsg: %s: %w", r.path, perr)
+			if rec, ok := r.parse(r.buf[:n]); ok {
+				return rec, nil
 			}
-			return rec, nil
 		case errors.Is(err, syscall.EPIPE):
 			r.Lost++
 			continue
@@ -84,6 +98,7 @@ func (r *Reader) Next(ctx context.Context) (Record, error) {
 
 // Available returns the records that can be read now without waiting:
 // all of them from a fresh Reader, or those logged since the last call.
+// Malformed records are skipped (see Malformed).
 func (r *Reader) Available() ([]Record, error) {
 	rc, err := r.f.SyscallConn()
 	if err != nil {
@@ -103,11 +118,9 @@ func (r *Reader) Available() ([]Record, error) {
 		}
 		switch {
 		case rerr == nil && n > 0:
-			rec, perr := Parse(r.buf[:n])
-			if perr != nil {
-				return out, fmt.Errorf("kmsg: %s: %w", r.path, perr)
+			if rec, ok := r.parse(r.buf[:n]); ok {
+				out = append(out, rec)
 			}
-			out = append(out, rec)
 		case rerr == nil, errors.Is(rerr, syscall.EAGAIN):
 			return out, nil
 		case errors.Is(rerr, syscall.EPIPE):
