@@ -209,8 +209,7 @@ func (s *Scanner) Scan(ctx context.Context) ([]Drive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discover: list %s: %w", blockDir, err)
 	}
-	udevByMajMin := s.ghwDisks()
-	byID := s.byIDLinks()
+	sc := scan{udev: s.ghwDisks(), byID: s.byIDLinks(), slots: s.slots()}
 	var drives []Drive
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
@@ -220,7 +219,7 @@ func (s *Scanner) Scan(ctx context.Context) ([]Drive, error) {
 		if !s.candidate(name) {
 			continue
 		}
-		d, ok, err := s.describe(name, udevByMajMin, byID)
+		d, ok, err := s.describe(name, &sc)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				// Gone between ReadDir and now (hot-unplug): not a drive any more.

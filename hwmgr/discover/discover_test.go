@@ -318,3 +318,42 @@ func TestParseVPD80(t *testing.T) {
 		}
 	}
 }
+
+func TestCompareDuplicateIDs(t *testing.T) {
+	a := Drive{Name: "sdb", WWN: "0x5000cca2a1b2c3d4", StableIDs: []string{"wwn-0x5000cca2a1b2c3d4"}, Transport: TransportSAS}
+	b := a
+	b.Name = "sdq" // the same dual-ported drive through the second HBA path
+	if d := Compare([]Drive{a, b}, []Drive{a, b}); !d.Empty() {
+		t.Fatalf("unchanged dual-path drive: %+v", d)
+	}
+	d := Compare([]Drive{a, b}, []Drive{a})
+	if len(d.Removed) != 1 || d.Removed[0].Name != "sdq" || len(d.Added) != 0 {
+		t.Fatalf("one path lost: %+v", d)
+	}
+}
+
+func TestLocateLED(t *testing.T) {
+	root := copyFixture(t)
+	drives := scanByName(t, fixtureScanner(t, root, Filter{}))
+	slot := drives["sdb"].Enclosure
+	for _, on := range []bool{true, false, true} {
+		must(t, slot.SetLocate(on))
+		got, err := slot.Locate()
+		if err != nil || got != on {
+			t.Fatalf("Locate after SetLocate(%v) = %v, %v", on, got, err)
+		}
+		b, _ := os.ReadFile(slot.LocatePath)
+		if want := map[bool]string{true: "1", false: "0"}[on]; string(b) != want {
+			t.Fatalf("locate file holds %q, want %q", b, want)
+		}
+	}
+	must(t, slot.SetFault(true))
+	if err := (&Slot{Enclosure: "x", Bay: "Slot 1"}).SetLocate(true); err == nil {
+		t.Error("SetLocate without a locate file: no error")
+	}
+	gone := *slot
+	gone.LocatePath = filepath.Join(root, "sys/class/enclosure/nonexistent/locate")
+	if err := gone.SetLocate(true); err == nil {
+		t.Error("SetLocate on a missing file: no error")
+	}
+}

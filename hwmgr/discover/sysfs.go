@@ -109,7 +109,7 @@ func sysUint(path ...string) uint64 {
 
 // describe builds the Drive for /sys/block/<name>. ok is false when the
 // device exists but does not count (hidden, empty, optical, filtered loop).
-func (s *Scanner) describe(name string, udev map[string]udevFields, byID map[string][]string) (Drive, bool, error) {
+func (s *Scanner) describe(name string, sc *scan) (Drive, bool, error) {
 	link := filepath.Join(s.sys, "block", name)
 	real, err := filepath.EvalSymlinks(link)
 	if err != nil {
@@ -154,7 +154,7 @@ func (s *Scanner) describe(name string, udev map[string]udevFields, byID map[str
 		}
 	}
 	s.zoned(&d, real)
-	s.identity(&d, real, devDir, udev[name])
+	s.identity(&d, real, devDir, sc.udev[name])
 	s.hostDriver(&d, real, devDir)
 	if d.Transport == TransportNVMe && devDir != "" {
 		nsid, _ := strconv.ParseUint(sysAttr(real, "nsid"), 10, 32)
@@ -165,9 +165,9 @@ func (s *Scanner) describe(name string, udev map[string]udevFields, byID map[str
 		}
 	}
 	if devDir != "" {
-		d.Enclosure = s.slotOf(devDir)
+		d.Enclosure = sc.slotOf(devDir)
 	}
-	if links := byID[name]; len(links) > 0 {
+	if links := sc.byID[name]; len(links) > 0 {
 		d.IDSource = IDsFromUdev
 		for _, l := range links {
 			d.ByIDPaths = append(d.ByIDPaths, filepath.Join(s.dev, "disk", "by-id", l))
@@ -344,14 +344,23 @@ func driverName(dir string) string {
 	return filepath.Base(t)
 }
 
-// slotOf finds the enclosure component whose device link resolves to the
-// drive's SCSI device (or, for NVMe in a PCIe slot, its controller).
-func (s *Scanner) slotOf(devDir string) *Slot {
+// scan is what one Scan reads once and shares between drives.
+type scan struct {
+	udev  map[string]udevFields // by kernel name, from ghw
+	byID  map[string][]string   // kernel name → by-id link names
+	slots map[string]*Slot      // resolved component device dir → slot
+}
+
+// slots resolves every /sys/class/enclosure/<encl>/<component>/device
+// link once per scan (a JBOD has 60-100 components; resolving them per
+// drive would cost drives × components symlink walks).
+func (s *Scanner) slots() map[string]*Slot {
 	comps, _ := filepath.Glob(filepath.Join(s.sys, "class", "enclosure", "*", "*", "device"))
+	out := make(map[string]*Slot, len(comps))
 	for _, c := range comps {
 		target, err := filepath.EvalSymlinks(c)
-		if err != nil || (target != devDir && !within(devDir, target)) {
-			continue
+		if err != nil {
+			continue // empty slot or a dangling link
 		}
 		comp := filepath.Dir(c)
 		slot := &Slot{
@@ -368,7 +377,68 @@ func (s *Scanner) slotOf(devDir string) *Slot {
 		if _, err := os.Stat(filepath.Join(comp, "fault")); err == nil {
 			slot.FaultPath = filepath.Join(comp, "fault")
 		}
-		return slot
+		out[target] = slot
+	}
+	return out
+}
+
+// slotOf finds the enclosure component whose device link resolves to the
+// drive's SCSI device or to an ancestor of it (an NVMe controller's PCI
+// function in a U.2 backplane slot).
+func (sc *scan) slotOf(devDir string) *Slot {
+	if len(sc.slots) == 0 {
+		return nil
+	}
+	for p := devDir; p != "/" && p != "." && p != ""; p = filepath.Dir(p) {
+		if slot, ok := sc.slots[p]; ok {
+			c := *slot
+			return &c
+		}
+	}
+	return nil
+}
+
+// SetLocate switches the slot's locate LED (writes "1" or "0" to
+// LocatePath).
+func (s *Slot) SetLocate(on bool) error {
+	return s.setLED(s.LocatePath, "locate", on)
+}
+
+// SetFault switches the slot's fault LED.
+func (s *Slot) SetFault(on bool) error {
+	return s.setLED(s.FaultPath, "fault", on)
+}
+
+// Locate reads the locate LED state.
+func (s *Slot) Locate() (bool, error) {
+	if s.LocatePath == "" {
+		return false, fmt.Errorf("enclosure %s bay %q: no locate LED", s.Enclosure, s.Bay)
+	}
+	b, err := os.ReadFile(s.LocatePath)
+	if err != nil {
+		return false, fmt.Errorf("enclosure %s bay %q: %w", s.Enclosure, s.Bay, err)
+	}
+	return strings.TrimSpace(string(b)) != "0", nil
+}
+
+func (s *Slot) setLED(path, led string, on bool) error {
+	if path == "" {
+		return fmt.Errorf("enclosure %s bay %q: no %s LED", s.Enclosure, s.Bay, led)
+	}
+	v := "0"
+	if on {
+		v = "1"
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("enclosure %s bay %q: %s LED: %w", s.Enclosure, s.Bay, led, err)
+	}
+	if _, err := f.WriteString(v); err != nil {
+		f.Close()
+		return fmt.Errorf("enclosure %s bay %q: %s LED: write %s: %w", s.Enclosure, s.Bay, led, path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("enclosure %s bay %q: %s LED: %w", s.Enclosure, s.Bay, led, err)
 	}
 	return nil
 }

@@ -25,18 +25,32 @@ type Change struct {
 // Empty reports whether nothing changed.
 func (d Diff) Empty() bool { return len(d.Added)+len(d.Removed)+len(d.Changed) == 0 }
 
-// Compare returns the difference from old to cur.
+// Compare returns the difference from old to cur. Drives are matched by
+// ID; when one ID appears more than once in a scan (a dual-ported SAS
+// drive seen through both paths), drives with that ID are matched by ID
+// and kernel name together, in both scans.
 func Compare(old, cur []Drive) Diff {
+	repeated := map[string]bool{}
+	for _, ds := range [][]Drive{old, cur} {
+		n := map[string]int{}
+		for i := range ds {
+			id := ds[i].ID()
+			if n[id]++; n[id] > 1 {
+				repeated[id] = true
+			}
+		}
+	}
+	oldKeys, curKeys := keys(old, repeated), keys(cur, repeated)
 	was := make(map[string]Drive, len(old))
-	for _, d := range old {
-		was[d.ID()] = d
+	for i, d := range old {
+		was[oldKeys[i]] = d
 	}
 	var diff Diff
 	seen := make(map[string]bool, len(cur))
-	for _, d := range cur {
-		id := d.ID()
-		seen[id] = true
-		o, ok := was[id]
+	for i, d := range cur {
+		k := curKeys[i]
+		seen[k] = true
+		o, ok := was[k]
 		if !ok {
 			diff.Added = append(diff.Added, d)
 			continue
@@ -45,12 +59,24 @@ func Compare(old, cur []Drive) Diff {
 			diff.Changed = append(diff.Changed, Change{Old: o, New: d, Fields: f})
 		}
 	}
-	for _, d := range old {
-		if !seen[d.ID()] {
+	for i, d := range old {
+		if !seen[oldKeys[i]] {
 			diff.Removed = append(diff.Removed, d)
 		}
 	}
 	return diff
+}
+
+// keys gives each drive its match key: ID, or ID@name when the ID repeats.
+func keys(ds []Drive, repeated map[string]bool) []string {
+	ids := make([]string, len(ds))
+	for i := range ds {
+		ids[i] = ds[i].ID()
+		if repeated[ids[i]] {
+			ids[i] += "@" + ds[i].Name
+		}
+	}
+	return ids
 }
 
 func changedFields(a, b Drive) []string {
