@@ -524,6 +524,13 @@ func (m *Mem) apply(s *memState, op memOp) {
 		for done := int64(0); done < int64(len(op.data)); {
 			at := rel + done
 			bo := at - at%bs
+			if at == bo && int64(len(op.data))-done >= bs {
+				// A whole block: share the change's own copy, which
+				// nothing modifies, between the states.
+				z.blocks[bo] = op.data[done : done+bs : done+bs]
+				done += bs
+				continue
+			}
 			nb := make([]byte, bs)
 			if old, ok := z.blocks[bo]; ok {
 				copy(nb, old)

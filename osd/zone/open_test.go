@@ -15,7 +15,7 @@ import (
 
 // needRoot skips a test that needs root (loop devices) when not root and
 // not under CI; under CI=true it fails instead.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -29,7 +29,7 @@ func needRoot(t *testing.T) {
 // loopDevice attaches a fresh backing file of size bytes to a loop device
 // with direct I/O and the given logical sector size, and detaches it when
 // the test ends.
-func loopDevice(t *testing.T, size int64, sectorSize int) string {
+func loopDevice(t testing.TB, size int64, sectorSize int) string {
 	t.Helper()
 	needRoot(t)
 	if _, err := exec.LookPath("losetup"); err != nil {
