@@ -34,6 +34,13 @@ type labelsDouble struct {
 	labels map[string]node.Label
 }
 
+func initialLabels() map[string]node.Label {
+	return map[string]node.Label{
+		"sda": {State: node.StateForeign, Foreign: []string{"gpt"}},
+		"sdb": {State: node.StateInService, HoldsData: true, Owner: "osd"},
+	}
+}
+
 func (f *labelsDouble) Read(_ context.Context, id node.Identity) (node.Label, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -88,19 +95,17 @@ const (
 )
 
 type fixture struct {
+	labels *labelsDouble
 	srv    *httptest.Server
 	node   *node.Node
 	router routers.Router
 	doc    *openapi3.T
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	labels := &labelsDouble{labels: map[string]node.Label{
-		"sda": {State: node.StateForeign, Foreign: []string{"gpt"}},
-		"sdb": {State: node.StateInService, HoldsData: true, Owner: "osd"},
-	}}
+	labels := &labelsDouble{labels: initialLabels()}
 	n := node.New(node.Config{
 		Drives: drivesDouble{ids: []node.Identity{
 			{Name: "sda", DevPath: "/dev/sda", Serial: "FOREIGN1", Model: "M1", SizeBytes: 1 << 40},
@@ -133,7 +138,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{srv: srv, node: n, router: router, doc: doc}
+	return &fixture{labels: labels, srv: srv, node: n, router: router, doc: doc}
 }
 
 type result struct {
@@ -522,5 +527,42 @@ func TestEventStreamGap(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[gap/ drive.added/4 drive.added/5]" {
 		t.Fatalf("after a gap: %v", got)
+	}
+}
+
+// TestHandleAddsGuardedRoutes: later features (burn-in, erase) add their
+// endpoints with Handle and get the same auth, 405 and problem handling.
+func TestHandleAddsGuardedRoutes(t *testing.T) {
+	n := node.New(node.Config{})
+	s := New(Config{Node: n, Tokens: NewTokens([]string{readTok}, []string{adminTok})})
+	s.Handle("POST", "/v1/drives/{id}/burnin", RoleAdmin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusAccepted, map[string]string{"drive": r.PathValue("id"), "role": RoleOf(r.Context()).String()})
+	}))
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	try := func(method, tok string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+"/v1/drives/sdq/burnin", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := try("POST", ""); code != 401 {
+		t.Errorf("no token: %d", code)
+	}
+	if code, _ := try("POST", readTok); code != 403 {
+		t.Errorf("read token: %d", code)
+	}
+	if code, body := try("POST", adminTok); code != 202 || !strings.Contains(body, `"role": "admin"`) || !strings.Contains(body, `"drive": "sdq"`) {
+		t.Errorf("admin token: %d %s", code, body)
+	}
+	if code, _ := try("GET", adminTok); code != 405 {
+		t.Errorf("GET on a POST route: %d", code)
 	}
 }

@@ -271,6 +271,31 @@ func (n *Node) readLabel(ctx context.Context, d *Drive) {
 	d.LabelError = ""
 }
 
+// RefreshLabel reads a drive's label again (after something other than
+// the node changed it, such as burn-in or the OSD) and returns the drive.
+func (n *Node) RefreshLabel(ctx context.Context, ref string) (Drive, error) {
+	n.scanMu.Lock()
+	defer n.scanMu.Unlock()
+	n.mu.RLock()
+	d := n.find(ref)
+	var cur Drive
+	if d != nil {
+		cur = copyDrive(d)
+	}
+	n.mu.RUnlock()
+	if d == nil {
+		return Drive{}, fmt.Errorf("%w: %q", ErrNotFound, ref)
+	}
+	n.readLabel(ctx, &cur)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if dd, ok := n.drives[cur.ID]; ok {
+		dd.Label, dd.LabelError = cur.Label, cur.LabelError
+		return copyDrive(dd), nil
+	}
+	return Drive{}, fmt.Errorf("%w: %q (removed meanwhile)", ErrNotFound, ref)
+}
+
 // PollSMART reads SMART for every drive (bounded parallelism), judges
 // health, publishes health changes and fails drives the policy fails.
 func (n *Node) PollSMART(ctx context.Context) {
