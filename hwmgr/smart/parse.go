@@ -759,6 +759,9 @@ func (o *rawOutput) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plain)(o)); err != nil {
 		return err
 	}
+	if !bytes.Contains(b, []byte(`"scsi_self_test_`)) {
+		return nil
+	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(b, &top); err != nil {
 		return err
