@@ -14,7 +14,7 @@ import (
 
 const fixture = "testdata/server"
 
-func fixtureScanner(t *testing.T, root string, f Filter) *Scanner {
+func fixtureScanner(t testing.TB, root string, f Filter) *Scanner {
 	t.Helper()
 	return NewScanner(Config{
 		SysRoot: filepath.Join(root, "sys"),
@@ -241,7 +241,7 @@ func TestCompare(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
