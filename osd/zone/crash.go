@@ -210,6 +210,7 @@ type Mem struct {
 	pending  []memOp  // completed since the last flush, in order
 	ops      int64    // operations started, for CutPowerAfter
 	cutAfter int64    // operations allowed before the power goes; -1: never
+	inFlight bool     // the write at the cut may land (CutPowerDuring)
 	closed   bool
 }
 
@@ -279,11 +280,25 @@ func (m *Mem) begin(op string) error {
 func (m *Mem) CutPowerAfter(n int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.inFlight = false
 	if n < 0 {
 		m.cutAfter = -1
 		return
 	}
 	m.cutAfter = m.ops + n
+}
+
+// CutPowerDuring arms a power cut like CutPowerAfter, except that the
+// operation at the cut, when it is a write the device would have taken,
+// was already in flight: it fails like every later operation and changes
+// nothing the live device shows, but it joins the pending changes, so a
+// crash may keep it whole or torn. That is how a drive behaves when the
+// power goes during a write the host never saw complete.
+func (m *Mem) CutPowerDuring(n int64) {
+	m.CutPowerAfter(n)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.inFlight = n >= 0
 }
 
 // Ops returns how many operations the device has started, for choosing a
@@ -677,6 +692,9 @@ func (m *Mem) WriteAt(p []byte, off int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.begin("write"); err != nil {
+		if m.inFlight && m.ops == m.cutAfter+1 {
+			m.writeInFlight(p, off)
+		}
 		return 0, err
 	}
 	if err := CheckIO(m.info, off, len(p)); err != nil {
@@ -709,6 +727,28 @@ func (m *Mem) WriteAt(p []byte, off int64) (int, error) {
 	m.apply(&m.cur, op)
 	m.pending = append(m.pending, op)
 	return len(p), nil
+}
+
+// writeInFlight records the write cut by the power as a pending change if
+// the device would have taken it (aligned, in range, at the write pointer
+// of a writable zone, within capacity; open resources are not checked).
+// m.mu is held.
+func (m *Mem) writeInFlight(p []byte, off int64) {
+	if CheckIO(m.info, off, len(p)) != nil || len(p) == 0 {
+		return
+	}
+	i := m.info.ZoneOf(off)
+	rel := off - m.info.ZoneStart(i)
+	if m.opts.Kind == KindZoned && rel+int64(len(p)) > m.opts.ZoneSize {
+		return
+	}
+	if m.seq(i) {
+		z := m.cur.zones[i]
+		if z.cond == CondFull || z.cond == CondReadOnly || z.cond == CondOffline || rel != z.wp || rel+int64(len(p)) > m.opts.ZoneCapacity {
+			return
+		}
+	}
+	m.pending = append(m.pending, memOp{kind: memWrite, off: off, data: append([]byte(nil), p...)})
 }
 
 // Flush implements Device: every change completed so far becomes durable.

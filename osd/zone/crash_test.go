@@ -815,3 +815,49 @@ func TestMemCrashWithRejectsHoles(t *testing.T) {
 		t.Fatal("emulated plan {0, 8} did not keep only the second write")
 	}
 }
+
+// TestMemPowerCutDuringWrite: the write at the cut fails, the live device
+// does not show it, but a crash may keep it whole or torn.
+func TestMemPowerCutDuringWrite(t *testing.T) {
+	for _, k := range []Kind{KindEmulated, KindZoned} {
+		t.Run(k.String(), func(t *testing.T) {
+			m := newMem(t, MemOptions{Kind: k, ZoneSize: 64 << 10, NumZones: 2})
+			m.CutPowerDuring(1)
+			if _, err := m.WriteAt(fill(4096, 1), 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.WriteAt(fill(8192, 2), 4096); !errors.Is(err, ErrPowerCut) {
+				t.Fatalf("write at the cut: %v, want ErrPowerCut", err)
+			}
+			if _, err := m.WriteAt(fill(4096, 3), 12288); !errors.Is(err, ErrPowerCut) {
+				t.Fatalf("write after the cut: %v", err)
+			}
+			if m.Pending() != 2 || m.PendingSectors(1) != 16 {
+				t.Fatalf("pending %d (second %d sectors), want the completed write and the one in flight", m.Pending(), m.PendingSectors(1))
+			}
+			whole := readAll(t, m.CrashAt(CrashPoint{Keep: 2}))
+			if !bytes.Equal(whole[4096:12288], fill(8192, 2)) || !bytes.Equal(whole[12288:16384], make([]byte, 4096)) {
+				t.Fatal("the in-flight write did not land whole, or the write after the cut landed")
+			}
+			torn := m.CrashAt(CrashPoint{Keep: 1, TornSectors: 5})
+			got := readAll(t, torn)
+			if !bytes.Equal(got[4096:4096+2560], fill(8192, 2)[:2560]) || !bytes.Equal(got[4096+2560:12288], make([]byte, 8192-2560)) {
+				t.Fatal("the in-flight write was not torn after 5 sectors")
+			}
+			if k == KindZoned {
+				if z := zoneOf(t, torn, 0); z.WP != 4096+2560 {
+					t.Fatalf("WP after a torn in-flight write: %d", z.WP)
+				}
+			}
+			// A write the device would refuse never lands.
+			n := newMem(t, MemOptions{Kind: KindZoned, ZoneSize: 64 << 10, NumZones: 2})
+			n.CutPowerDuring(0)
+			if _, err := n.WriteAt(fill(4096, 1), 8192); !errors.Is(err, ErrPowerCut) {
+				t.Fatal(err)
+			}
+			if n.Pending() != 0 {
+				t.Fatal("a write off the write pointer joined the pending changes")
+			}
+		})
+	}
+}

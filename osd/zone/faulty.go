@@ -61,6 +61,11 @@ type Rule struct {
 	// BlockSize block of the data it returns that lies in [From, To),
 	// instead of failing. Ops must be OpRead.
 	Corrupt bool
+	// Partial makes a matching write reach the device for a random number
+	// of whole blocks (0 ≤ k < its length in blocks) before failing, as a
+	// drive that dies mid-write; WriteAt returns the bytes written. Ops
+	// must be OpWrite.
+	Partial bool
 	// Err is wrapped instead of syscall.EIO (e.g. syscall.ENOSPC).
 	Err error
 }
@@ -113,6 +118,8 @@ func (f *Faulty) Inject(rules ...Rule) error {
 			return fmt.Errorf("zone: fault rule: unknown operations %#x", uint(r.Ops))
 		case r.Corrupt && r.Ops != OpRead:
 			return fmt.Errorf("zone: fault rule: Corrupt applies to reads only, not %v", r.Ops)
+		case r.Partial && r.Ops != OpWrite:
+			return fmt.Errorf("zone: fault rule: Partial applies to writes only, not %v", r.Ops)
 		case r.From < 0 || r.To < 0 || (r.To != 0 && r.To <= r.From):
 			return fmt.Errorf("zone: fault rule: bad range [%d, %d)", r.From, r.To)
 		case r.Prob < 0 || r.Prob > 1 || r.After < 0 || r.Count < 0:
@@ -247,11 +254,22 @@ func (f *Faulty) ReadAt(p []byte, off int64) (int, error) {
 func (f *Faulty) WriteAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	r := f.fire(OpWrite, off, off+int64(len(p)), true)
-	f.mu.Unlock()
-	if r != nil {
-		return 0, r.err(fmt.Sprintf("write of %d bytes at offset %d (zone %d)", len(p), off, f.info.ZoneOf(off)), f.info.Path)
+	var keep int64
+	if r != nil && r.Partial && int64(len(p)) >= f.info.BlockSize {
+		keep = f.rng.Int64N(int64(len(p))/f.info.BlockSize) * f.info.BlockSize
 	}
-	return f.d.WriteAt(p, off)
+	f.mu.Unlock()
+	if r == nil {
+		return f.d.WriteAt(p, off)
+	}
+	n := 0
+	if keep > 0 {
+		var err error
+		if n, err = f.d.WriteAt(p[:keep], off); err != nil {
+			return n, err
+		}
+	}
+	return n, r.err(fmt.Sprintf("write of %d bytes at offset %d (zone %d), %d written", len(p), off, f.info.ZoneOf(off), n), f.info.Path)
 }
 
 // Flush implements Device.

@@ -235,3 +235,30 @@ func TestFaultyPowerCutThenCrash(t *testing.T) {
 		}
 	}
 }
+
+func TestFaultyPartialWrites(t *testing.T) {
+	m := newMem(t, MemOptions{Kind: KindZoned, ZoneSize: 1 << 20, NumZones: 1})
+	f := newFaulty(t, m, 5, Rule{Ops: OpWrite, Partial: true})
+	var wp int64
+	sawSome := false
+	for range 20 {
+		n, err := f.WriteAt(fill(32768, 1), wp)
+		if !errors.Is(err, ErrInjected) {
+			t.Fatalf("partial write: %v", err)
+		}
+		if n < 0 || n >= 32768 || n%4096 != 0 {
+			t.Fatalf("partial write wrote %d bytes", n)
+		}
+		sawSome = sawSome || n > 0
+		wp += int64(n)
+		if z := zoneOf(t, m, 0); z.WP != wp {
+			t.Fatalf("device WP %d, want %d after a partial write of %d", z.WP, wp, n)
+		}
+	}
+	if !sawSome {
+		t.Fatal("20 partial writes never wrote anything")
+	}
+	if _, err := NewFaulty(m, 1, Rule{Ops: OpRead, Partial: true}); err == nil {
+		t.Fatal("Partial on reads accepted")
+	}
+}
