@@ -196,29 +196,29 @@ func (r *Reader) Queue(name string) (Queue, error) {
 
 // Rate is one device's activity over the window between two samples.
 type Rate struct {
-	Interval         time.Duration
-	ReadIOPS         float64
-	WriteIOPS        float64
-	ReadBytesPerSec  float64
-	WriteBytesPerSec float64
+	Interval         time.Duration `json:"interval_ns"`
+	ReadIOPS         float64       `json:"read_iops"`
+	WriteIOPS        float64       `json:"write_iops"`
+	ReadBytesPerSec  float64       `json:"read_bytes_per_second"`
+	WriteBytesPerSec float64       `json:"write_bytes_per_second"`
 	// ReadLatencyMs and WriteLatencyMs are the average time per completed
 	// I/O in the window (Δticks / Δios), queueing included; 0 without I/O.
-	ReadLatencyMs  float64
-	WriteLatencyMs float64
+	ReadLatencyMs  float64 `json:"read_latency_ms"`
+	WriteLatencyMs float64 `json:"write_latency_ms"`
 	// Utilization is the busy fraction of the window (Δio_ticks /
 	// interval), 0..1.
-	Utilization float64
+	Utilization float64 `json:"utilization"`
 	// QueueDepth is the average number of I/Os in flight (Δtime_in_queue /
 	// interval), iostat's aqu-sz.
-	QueueDepth float64
-	InFlight   uint64 // in flight at the end of the window
-	ReadOps    uint64 // completed in the window
-	WriteOps   uint64
+	QueueDepth float64 `json:"queue_depth"`
+	InFlight   uint64  `json:"in_flight"` // in flight at the end of the window
+	ReadOps    uint64  `json:"read_ops"`  // completed in the window
+	WriteOps   uint64  `json:"write_ops"`
 	// Reset is set when the window has no valid rates: the device is new,
 	// its major:minor changed, or a counter went backwards (a drive
 	// replaced under the same name, counters reset). All rates are zero
 	// and the later sample is the new baseline.
-	Reset bool
+	Reset bool `json:"reset"`
 }
 
 // ErrInterval is returned when the second sample is not after the first.
@@ -302,4 +302,33 @@ func rate(p, c Counters, iv time.Duration) Rate {
 		r.WriteLatencyMs = float64(wTicks) / float64(wIOs)
 	}
 	return r
+}
+
+// Tracker keeps the previous sample so a poller gets rates with one call.
+// It is not safe for concurrent use.
+type Tracker struct {
+	r    *Reader
+	prev Sample
+}
+
+// NewTracker returns a Tracker reading through r.
+func NewTracker(r *Reader) *Tracker { return &Tracker{r: r} }
+
+// Next samples and returns the rates since the previous call, and the
+// sample itself. The first call only takes the baseline: rates is nil.
+func (t *Tracker) Next(ctx context.Context) (map[string]Rate, Sample, error) {
+	s, err := t.r.Sample(ctx)
+	if err != nil {
+		return nil, Sample{}, err
+	}
+	prev := t.prev
+	t.prev = s
+	if prev.Devices == nil {
+		return nil, s, nil
+	}
+	rates, err := Rates(prev, s)
+	if err != nil {
+		return nil, s, err
+	}
+	return rates, s, nil
 }

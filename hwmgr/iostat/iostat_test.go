@@ -190,3 +190,33 @@ func writeFile(path, content string) error {
 	}
 	return os.WriteFile(path, []byte(content), 0o644)
 }
+
+func TestTracker(t *testing.T) {
+	clock := []time.Time{t0, t0.Add(10 * time.Second), t0.Add(10 * time.Second)}
+	dir := t.TempDir()
+	must(t, writeFile(dir+"/sys/block/.keep", ""))
+	must(t, writeFile(dir+"/proc/diskstats", ""))
+	r, err := NewReader(Config{ProcRoot: dir + "/proc", SysRoot: dir + "/sys", Now: func() time.Time { c := clock[0]; clock = clock[1:]; return c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyStats := func(from string) {
+		b, err := os.ReadFile(from)
+		must(t, err)
+		must(t, writeFile(dir+"/proc/diskstats", string(b)))
+	}
+	tr := NewTracker(r)
+	copyStats("testdata/t0/proc/diskstats")
+	rates, s, err := tr.Next(context.Background())
+	if err != nil || rates != nil || len(s.Devices) != 10 {
+		t.Fatalf("baseline: rates %v, %d devices, %v", rates, len(s.Devices), err)
+	}
+	copyStats("testdata/t1/proc/diskstats")
+	rates, _, err = tr.Next(context.Background())
+	if err != nil || !near(rates["sda"].ReadIOPS, 100) || !near(rates["sdd"].ReadLatencyMs, 40) {
+		t.Fatalf("second: %+v %v", rates["sda"], err)
+	}
+	if _, _, err := tr.Next(context.Background()); !errors.Is(err, ErrInterval) {
+		t.Errorf("a clock that did not move: %v", err)
+	}
+}
