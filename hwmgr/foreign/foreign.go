@@ -374,7 +374,7 @@ func (d *device) md() {
 	}{
 		{0, "v1.1 superblock"},
 		{4096, "v1.2 superblock"},
-		{((d.size>>9)-16)&^7<<9, "v1.0 superblock"},
+		{((d.size >> 9) - 16) &^ 7 << 9, "v1.0 superblock"},
 	} {
 		if v, ok := d.u32(c.off); ok && v == mdMagic && d.size >= 64<<10 {
 			if m, _ := d.u32(c.off + 4); m == 1 { // major_version
