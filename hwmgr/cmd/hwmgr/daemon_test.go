@@ -390,3 +390,5 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 		}
 	}
 }
+
+func testingCI() bool { return os.Getenv("CI") != "" }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/stowage/stowage/hwmgr/iostat"
 	"github.com/stowage/stowage/hwmgr/node"
@@ -15,5 +16,6 @@ func wireExtras(cfg *node.Config, o options, log *slog.Logger) error {
 		return fmt.Errorf("I/O statistics: %w", err)
 	}
 	cfg.Stats = &statsSource{reader: r}
+	cfg.Labels = newLabelStore(o.SysRoot, foreignDetector{}, time.Now)
 	return nil
 }

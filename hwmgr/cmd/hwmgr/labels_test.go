@@ -1,0 +1,100 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/stowage/stowage/hwmgr/node"
+)
+
+// TestDaemonLabelsOnLoopDevices: a blank loop device is new, one with a
+// GPT written by sgdisk is foreign; adopting it needs its confirmation
+// (422 without, 409 wrong), writes our label, shows in the event stream,
+// and survives a restart of the daemon (the state lives on the drive).
+func TestDaemonLabelsOnLoopDevices(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("sgdisk"); err != nil {
+		if testingCI() {
+			t.Fatal("sgdisk missing (gdisk package)")
+		}
+		t.Skip("sgdisk missing (gdisk package)")
+	}
+	dir := t.TempDir()
+	blank, _ := loopDevice(t, dir, "blank.img", 32<<20)
+	gpt, _ := loopDevice(t, dir, "gpt.img", 32<<20)
+	if out, err := exec.Command("sgdisk", "-o", "-n", "1:0:0", gpt).CombinedOutput(); err != nil {
+		t.Fatalf("sgdisk: %v: %s", err, out)
+	}
+	td := startDaemon(t, dir, func(o *options) { o.NoUevents = true })
+	router := openAPI(t)
+	blankName, gptName := filepath.Base(blank), filepath.Base(gpt)
+
+	get := func(name string) node.Drive {
+		t.Helper()
+		status, body := td.request(t, router, "GET", "/v1/drives/"+name, tRead, "")
+		if status != 200 {
+			t.Fatalf("drive %s: %d %s", name, status, body)
+		}
+		var d node.Drive
+		if err := json.Unmarshal(body, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := get(blankName); d.Label.State != node.StateNew || d.LabelError != "" {
+		t.Fatalf("blank loop device: state %q, label error %q", d.Label.State, d.LabelError)
+	}
+	d := get(gptName)
+	if d.Label.State != node.StateForeign || !slices.Contains(d.Label.Foreign, "gpt") {
+		t.Fatalf("GPT loop device: state %q, foreign %v, label error %q", d.Label.State, d.Label.Foreign, d.LabelError)
+	}
+	evs := td.events(t)
+	act := func(name, action, body string) (int, []byte) {
+		return td.request(t, router, "POST", "/v1/drives/"+name+"/actions/"+action, tAdmin, body)
+	}
+	if status, body := act(gptName, "adopt", `{}`); status != 422 {
+		t.Fatalf("adopt without serial: %d %s", status, body)
+	}
+	if status, body := act(gptName, "adopt", `{"serial":"`+blankName+`"}`); status != 409 {
+		t.Fatalf("adopt naming another drive: %d %s", status, body)
+	}
+	if status, body := act(gptName, "drain", `{"serial":"`+gptName+`"}`); status != 409 {
+		t.Fatalf("drain of a foreign drive: %d %s", status, body)
+	}
+	// Nothing was written: the GPT is still there.
+	if out, err := exec.Command("sgdisk", "-v", gpt).CombinedOutput(); err != nil {
+		t.Fatalf("GPT damaged by a refused request: %v: %s", err, out)
+	}
+	status, body := act(gptName, "adopt", `{"serial":"`+gptName+`","reason":"RMA 7"}`)
+	if status != 200 {
+		t.Fatalf("adopt: %d %s", status, body)
+	}
+	var after node.Drive
+	if err := json.Unmarshal(body, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Label.State != node.StateNew || after.Label.Generation == 0 || len(after.Label.History) != 1 ||
+		after.Label.History[0].From != node.StateForeign || after.Label.History[0].Reason != "RMA 7" {
+		t.Fatalf("after adopt: %+v", after.Label)
+	}
+	ev := waitEvent(t, evs, "lifecycle.transition", func(ev node.Event) bool { return ev.Type == node.EventLifecycle })
+	var ld node.LifecycleData
+	if err := json.Unmarshal(ev.Data, &ld); err != nil || ld.From != node.StateForeign || ld.To != node.StateNew || ld.Action != node.ActionAdopt {
+		t.Fatalf("event %+v (%v)", ld, err)
+	}
+	// The lifecycle refuses what its table does not allow.
+	if status, body := act(blankName, "retire", `{}`); status != 409 {
+		t.Fatalf("retire of a new drive: %d %s", status, body)
+	}
+
+	// A new daemon reads the state from the drive.
+	td.stop(t)
+	td2 := startDaemon(t, dir, func(o *options) { o.NoUevents = true })
+	d2, ok := td2.d.node.Drive(gptName)
+	if !ok || d2.Label.State != node.StateNew || d2.Label.Generation != after.Label.Generation || len(d2.Label.History) != 1 {
+		t.Fatalf("after restart: %+v", d2.Label)
+	}
+}
