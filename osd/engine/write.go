@@ -56,10 +56,18 @@ func (e *Engine) enqueue(r *request) error {
 }
 
 // writer is the single goroutine that writes: it takes everything queued
-// (up to MaxBatchBytes), appends it at the open extent's write pointer,
-// flushes once, then publishes the records in the index and acknowledges.
+// (up to MaxBatchBytes) and appends it at the open extent's write pointer,
+// then hands the batch to the flusher and goes on with the next batch
+// while the flush runs (a pipelined group commit).
 func (e *Engine) writer() {
-	defer close(e.done)
+	flushes := make(chan []*request, 2)
+	flusherDone := make(chan struct{})
+	go e.flusher(flushes, flusherDone)
+	defer func() {
+		close(flushes)
+		<-flusherDone
+		close(e.done)
+	}()
 	stage := zone.AlignedBlock(8 << 20)
 	for {
 		e.mu.Lock()
@@ -79,18 +87,41 @@ func (e *Engine) writer() {
 		e.queue = append(e.queue[:0:0], e.queue[n:]...)
 		failed := e.failed
 		e.mu.Unlock()
-		if failed != nil {
-			for _, r := range batch {
-				r.done <- fmt.Errorf("engine: %s: refusing writes after an earlier write error: %w", e.info.Path, failed)
+		if failed == nil {
+			if err := e.commit(batch, stage); err != nil {
+				e.fail(err)
 			}
-			continue
 		}
-		err := e.commit(batch, stage)
+		flushes <- batch
+	}
+}
+
+// fail makes err sticky: the engine takes no more writes.
+func (e *Engine) fail(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failed == nil {
+		e.failed = err
+		e.log.Error("write failed; the engine takes no more writes until reopened", "err", err)
+	}
+}
+
+// flusher makes written batches durable with one Flush each, in order,
+// then publishes their records in the index and acknowledges them.
+func (e *Engine) flusher(batches <-chan []*request, done chan<- struct{}) {
+	defer close(done)
+	for batch := range batches {
 		e.mu.Lock()
-		if err != nil {
-			e.failed = err
-			e.log.Error("write failed; the engine takes no more writes until reopened", "err", err)
-		} else {
+		failed := e.failed
+		e.mu.Unlock()
+		if failed == nil {
+			if err := e.dev.Flush(context.Background()); err != nil {
+				e.fail(fmt.Errorf("engine: flushing %s: %w", e.info.Path, err))
+			}
+		}
+		e.mu.Lock()
+		failed = e.failed
+		if failed == nil {
 			for _, r := range batch {
 				if r.err == nil {
 					e.publish(r)
@@ -102,8 +133,8 @@ func (e *Engine) writer() {
 			switch {
 			case r.err != nil:
 				r.done <- r.err
-			case err != nil:
-				r.done <- err
+			case failed != nil:
+				r.done <- fmt.Errorf("engine: %s: write not durable: %w", e.info.Path, failed)
 			default:
 				r.done <- nil
 			}
@@ -150,8 +181,9 @@ func (e *Engine) extentOf(loc uint64) *extent {
 	return e.exts[s]
 }
 
-// commit writes batch. An error return means the device state is unknown.
-// Per-request errors (no space) are left in r.err.
+// commit writes batch (the flusher makes it durable). An error return
+// means the device state is unknown. Per-request errors (no space) are
+// left in r.err.
 func (e *Engine) commit(batch []*request, stage []byte) error {
 	var (
 		x        *extent
@@ -173,7 +205,6 @@ func (e *Engine) commit(batch []*request, stage []byte) error {
 		runStart = x.used
 	}
 	e.mu.Unlock()
-	wrote := false
 	for _, r := range batch {
 		size := int64(len(r.buf))
 		if x == nil || !x.fits(size) {
@@ -213,7 +244,6 @@ func (e *Engine) commit(batch []*request, stage []byte) error {
 		x.entries = append(x.entries, entryOf(&r.hdr, l))
 		e.mu.Unlock()
 		r.hdr.Encode(r.buf)
-		wrote = true
 		if size >= 1<<20 {
 			if err := flushStage(); err != nil {
 				return err
@@ -232,16 +262,7 @@ func (e *Engine) commit(batch []*request, stage []byte) error {
 		copy(stage[staged:], r.buf)
 		staged += len(r.buf)
 	}
-	if err := flushStage(); err != nil {
-		return err
-	}
-	if !wrote {
-		return nil
-	}
-	if err := e.dev.Flush(context.Background()); err != nil {
-		return fmt.Errorf("engine: flushing %s: %w", e.info.Path, err)
-	}
-	return nil
+	return flushStage()
 }
 
 func entryOf(h *record.Header, l int64) record.Entry {
