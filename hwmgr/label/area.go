@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
 )
 
@@ -404,4 +405,41 @@ func (a *Area) Require() (Record, error) {
 		return Record{}, ErrNoLabel
 	}
 	return r, nil
+}
+
+// ErrStateChanged is returned by Apply when the drive's label no longer
+// says the state the event starts from (another writer got there first).
+var ErrStateChanged = errors.New("label: state changed under the transition")
+
+// Apply persists a lifecycle transition: it checks that the current record
+// is in ev.From (a blank drive counts as lifecycle.New, or as
+// lifecycle.Foreign for an adopt), sets State to ev.To, fills the identity
+// from the event where the record has none, and appends the history
+// entry. The caller publishes ev only after Apply returns nil.
+func (a *Area) Apply(ctx context.Context, ev lifecycle.Event) (Record, error) {
+	return a.Update(ctx, func(r *Record) error {
+		from := r.State
+		if r.Generation == 0 {
+			from = lifecycle.New
+			if ev.From == lifecycle.Foreign {
+				from = lifecycle.Foreign
+			}
+		}
+		if from != ev.From {
+			return fmt.Errorf("%w: label says %s, event is %s -> %s", ErrStateChanged, from, ev.From, ev.To)
+		}
+		r.State = ev.To
+		if r.Serial == "" {
+			r.Serial = ev.Serial
+		}
+		if r.WWN == "" {
+			r.WWN = ev.WWN
+		}
+		if r.Model == "" {
+			r.Model = ev.Model
+		}
+		r.Time = time.Time{}
+		r.AddEntry(EntryFromEvent(ev))
+		return nil
+	})
 }

@@ -476,3 +476,44 @@ func TestZonedUnalignedWP(t *testing.T) {
 	got, ok = mustOpen(t, k, d).Current()
 	sameRecord(t, got, ok, w)
 }
+
+func TestApply(t *testing.T) {
+	ctx := context.Background()
+	d := newMemDev(2<<20, 1<<20, false)
+	clock := t0
+	a, err := OpenConventional(ctx, d, Options{Now: func() time.Time { clock = clock.Add(time.Second); return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drive := lifecycle.Drive{Serial: "S9", WWN: "0x5000", Model: "M", State: lifecycle.New}
+	for _, act := range []lifecycle.Action{lifecycle.ActBurnIn, lifecycle.ActBurnInPass, lifecycle.ActClaim} {
+		ev, err := lifecycle.Transition(drive, lifecycle.Request{Action: act, Actor: "test"}, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := a.Apply(ctx, ev)
+		if err != nil {
+			t.Fatalf("%s: %v", act, err)
+		}
+		drive.State = r.State
+	}
+	b, _ := OpenConventional(ctx, d, Options{})
+	r, _ := b.Current()
+	if r.State != lifecycle.InService || r.Serial != "S9" || r.WWN != "0x5000" || len(r.History) != 3 ||
+		r.History[2].Action != "claim" || r.History[0].From != lifecycle.New || !r.Time.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("record after three transitions: %+v", r)
+	}
+	// A stale event (the drive moved on) is refused and writes nothing.
+	stale := lifecycle.Event{Serial: "S9", From: lifecycle.Ready, To: lifecycle.InService, Action: lifecycle.ActClaim}
+	if _, err := a.Apply(ctx, stale); !errors.Is(err, ErrStateChanged) {
+		t.Fatalf("stale event: %v", err)
+	}
+	if g, _ := a.Current(); g.Generation != 3 {
+		t.Errorf("generation %d after a refused event", g.Generation)
+	}
+	// Adopting a foreign (blank-labelled) drive.
+	f, _ := OpenConventional(ctx, newMemDev(2<<20, 1<<20, false), Options{})
+	if r, err := f.Apply(ctx, lifecycle.Event{Serial: "F1", From: lifecycle.Foreign, To: lifecycle.New, Action: lifecycle.ActAdopt}); err != nil || r.State != lifecycle.New {
+		t.Fatalf("adopt: %v %+v", err, r)
+	}
+}
