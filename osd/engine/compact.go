@@ -98,6 +98,7 @@ func (e *Engine) compactExtent(ctx context.Context, x *extent) error {
 			if err := <-f.r.done; err != nil && first == nil {
 				first = err
 			}
+			f.r.release()
 			if f.r.hdr.Type == record.TypeBlock {
 				e.unlock(f.id)
 			}
@@ -133,6 +134,7 @@ func (e *Engine) compactExtent(ctx context.Context, x *extent) error {
 				Key: en.Key, Ref: loc, RefInc: inc}, payload)
 			r.id = id
 			if err := e.enqueue(r); err != nil {
+				r.release()
 				e.unlock(id)
 				wait()
 				return err

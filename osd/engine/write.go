@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/stowage/stowage/osd/index"
 	"github.com/stowage/stowage/osd/record"
@@ -18,6 +19,8 @@ type request struct {
 	id   ID
 	done chan error
 
+	pooled *[]byte // buf's backing buffer, from bigBuffers
+
 	target uint64 // tombstone: the record it deletes
 	// Set by the writer.
 	loc uint64
@@ -25,20 +28,49 @@ type request struct {
 	err error
 }
 
+// bigRecord is the buffer size of the pool for large records: a 4 MiB
+// block with its header, padded.
+var bigRecord = int(record.Align(record.HeaderSize + MaxBlock))
+
+// bigBuffers recycles record buffers of more than 1 MiB: fresh 4 MiB
+// allocations cost page faults and zeroing that show in CPU per GB.
+var bigBuffers = sync.Pool{New: func() any { b := zone.AlignedBlock(bigRecord); return &b }}
+
 func newRequest(h record.Header, payload []byte) *request {
 	h.Length = uint32(len(payload))
-	h.PayloadCRC = record.Checksum(payload)
-	buf := zone.AlignedBlock(int(h.Size()))
+	size := int(h.Size())
+	var buf []byte
+	var pooled *[]byte
+	if size > 1<<20 {
+		pooled = bigBuffers.Get().(*[]byte)
+		buf = (*pooled)[:size]
+		clear(buf[:record.HeaderSize])
+		clear(buf[record.HeaderSize+len(payload):])
+	} else {
+		buf = zone.AlignedBlock(size)
+	}
 	copy(buf[record.HeaderSize:], payload)
-	return &request{hdr: h, buf: buf, done: make(chan error, 1)}
+	h.PayloadCRC = record.Checksum(buf[record.HeaderSize : record.HeaderSize+len(payload)])
+	return &request{hdr: h, buf: buf, pooled: pooled, done: make(chan error, 1)}
+}
+
+// release recycles r's buffer once nobody reads it any more.
+func (r *request) release() {
+	if r.pooled != nil {
+		bigBuffers.Put(r.pooled)
+		r.pooled, r.buf = nil, nil
+	}
 }
 
 // submit queues r and waits until it is durable (or failed).
 func (e *Engine) submit(r *request) error {
 	if err := e.enqueue(r); err != nil {
+		r.release()
 		return err
 	}
-	return <-r.done
+	err := <-r.done
+	r.release()
+	return err
 }
 
 func (e *Engine) enqueue(r *request) error {
