@@ -253,7 +253,7 @@ func (r Initramfs) Build(ctx context.Context, out, cacheDir string, cfg guest.Co
 	if err != nil {
 		return fmt.Errorf("initramfs: copy %s: %w", base, err)
 	}
-	cj, err := jsonIndent(cfg)
+	cj, err := cfg.Marshal()
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}

@@ -75,7 +75,7 @@ func versionLess(a, b string) bool {
 // to the kernel, and a path or .ko suffix is dropped.
 func ModuleName(s string) string {
 	s = filepath.Base(s)
-	if i := strings.Index(s, ".ko"); i >= 0 {
+	if i := strings.LastIndex(s, ".ko"); i >= 0 && (i+3 == len(s) || s[i+3] == '.') {
 		s = s[:i]
 	}
 	return strings.ReplaceAll(s, "-", "_")
@@ -127,10 +127,17 @@ func parseModulesDep(r io.Reader) (*ModuleIndex, error) {
 			return nil, fmt.Errorf("line %d: want \"module.ko: deps...\", got %q", n, line)
 		}
 		name := ModuleName(p)
+		if name == "" {
+			return nil, fmt.Errorf("line %d: module path %q has no name", n, p)
+		}
 		ix.path[name] = p
 		var deps []string
 		for _, d := range strings.Fields(rest) {
-			deps = append(deps, ModuleName(d))
+			dn := ModuleName(d)
+			if dn == "" {
+				return nil, fmt.Errorf("line %d: dependency %q has no name", n, d)
+			}
+			deps = append(deps, dn)
 		}
 		ix.deps[name] = deps
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -248,8 +247,6 @@ func hostVerbose() bool {
 	f := flag.Lookup("test.v")
 	return f != nil && f.Value.String() != "false"
 }
-
-func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
 
 // guestTestPath is where the test binary goes inside the guest.
 const guestTestPath = "/stowage/test"

@@ -138,3 +138,6 @@ func ParseExit(arg string) (int, error) {
 	}
 	return n, nil
 }
+
+// Marshal encodes the config as the host writes it to ConfigPath.
+func (c *Config) Marshal() ([]byte, error) { return json.MarshalIndent(c, "", "  ") }
