@@ -234,11 +234,29 @@ func (e *Engine) scan(x *extent, zs []zone.Zone) (scanResult, error) {
 		}
 	}
 	res := scanResult{end: record.BlockSize}
-	b := zone.AlignedBlock(record.BlockSize)
-	var big []byte
+	// Read ahead in large chunks: one read per 8 MiB, not one per record.
+	readable := limit &^ (record.BlockSize - 1)
+	win := zone.AlignedBlock(8 << 20)
+	var winStart, winLen int64
+	get := func(pos, n int64) ([]byte, error) {
+		if pos >= winStart && pos+n <= winStart+winLen {
+			return win[pos-winStart : pos-winStart+n], nil
+		}
+		if n > int64(len(win)) {
+			win = zone.AlignedBlock(int(n))
+		}
+		m := min(int64(len(win)), readable-pos)
+		if err := x.read(e.dev, win[:m], pos); err != nil {
+			winLen = 0
+			return nil, err
+		}
+		winStart, winLen = pos, m
+		return win[:n], nil
+	}
 	var prev uint64
-	for pos := int64(record.BlockSize); pos+record.BlockSize <= limit; {
-		if err := x.read(e.dev, b, pos); err != nil {
+	for pos := int64(record.BlockSize); pos+record.BlockSize <= readable; {
+		b, err := get(pos, record.BlockSize)
+		if err != nil {
 			e.log.Warn("scan stopped at a read error", "extent", x.slot, "offset", x.device(e.info, pos), "err", err)
 			break
 		}
@@ -247,18 +265,12 @@ func (e *Engine) scan(x *extent, zs []zone.Zone) (scanResult, error) {
 			break
 		}
 		size := h.Size()
-		if pos+size > limit {
+		if pos+size > readable {
 			break
 		}
-		rec := b
-		if size > record.BlockSize {
-			if int64(cap(big)) < size {
-				big = zone.AlignedBlock(int(size))
-			}
-			rec = big[:size]
-			if err := x.read(e.dev, rec, pos); err != nil {
-				break
-			}
+		rec, err := get(pos, size)
+		if err != nil {
+			break
 		}
 		if h.CheckPayload(rec[record.HeaderSize:record.HeaderSize+int(h.Length)]) != nil {
 			break

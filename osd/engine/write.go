@@ -41,7 +41,7 @@ func newRequest(h record.Header, payload []byte) *request {
 	size := int(h.Size())
 	var buf []byte
 	var pooled *[]byte
-	if size > 1<<20 {
+	if size > 1<<20 && size <= bigRecord {
 		pooled = bigBuffers.Get().(*[]byte)
 		buf = (*pooled)[:size]
 		clear(buf[:record.HeaderSize])
