@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/stowage/stowage/osd/index"
@@ -29,6 +30,13 @@ import (
 //     location).
 //   - Crash after: X has no header, so none of its bytes count.
 //
+// A compaction that stops half-way (no space, an I/O error, Close) leaves
+// its extent marked interrupted, and Compact finishes it before it
+// compacts anything else, so no extent holding a moved copy is reset
+// while the original still exists. A record whose checksum fails is not
+// copied: it is dropped from the index (its bytes are lost on this drive
+// either way) and the volume layer restores it from parity.
+//
 // A deleted block never comes back because its tombstone is kept as long
 // as the incarnation of the extent holding the deleted record exists, and
 // because every block record on disk is either live in the index or named
@@ -53,7 +61,15 @@ func (e *Engine) Compact(ctx context.Context, minGarbage int64) (bool, error) {
 		if x.state != stateClosed || x.busy {
 			continue
 		}
-		if g := x.total - x.live; g > bestGarbage {
+		g := x.total - x.live
+		if x.interrupted {
+			// Finish an interrupted compaction before any other: until
+			// then its moved records exist twice, and resetting the
+			// extent that holds a copy would bring the original back.
+			best, bestGarbage = x, x.total
+			break
+		}
+		if g > bestGarbage {
 			best, bestGarbage = x, g
 		}
 	}
@@ -85,13 +101,22 @@ func (e *Engine) compactExtent(ctx context.Context, x *extent) error {
 	if err != nil {
 		return err
 	}
+	copied, dropped, lost := 0, 0, 0
+	defer func() {
+		if copied > 0 {
+			e.mu.Lock()
+			if x.state == stateClosed {
+				x.interrupted = true // some records moved, the rest did not
+			}
+			e.mu.Unlock()
+		}
+	}()
 	type inflight struct {
 		r  *request
 		id ID // locked, for blocks
 	}
 	var window []inflight
 	var windowBytes int64
-	var copied, dropped int
 	wait := func() error {
 		var first error
 		for _, f := range window {
@@ -125,6 +150,20 @@ func (e *Engine) compactExtent(ctx context.Context, x *extent) error {
 				continue
 			}
 			payload, err := e.readRecord(x, inc, loc, en)
+			if errors.Is(err, record.ErrCorrupt) {
+				// Its bytes are gone on this drive either way: drop it
+				// from the index so that Has says so and the volume
+				// layer's scrub restores it from parity.
+				e.mu.Lock()
+				if e.idx.Remove(fp, loc) {
+					x.live -= en.Size()
+				}
+				e.mu.Unlock()
+				e.unlock(id)
+				e.log.Error("dropping a corrupt record while compacting", "extent", x.slot, "id", id, "offset", int64(loc)*record.BlockSize, "err", err)
+				lost++
+				continue
+			}
 			if err != nil {
 				e.unlock(id)
 				wait()
@@ -179,8 +218,17 @@ func (e *Engine) compactExtent(ctx context.Context, x *extent) error {
 	x.footer = false
 	x.live = 0
 	x.inc = 0
+	x.tombs = nil
+	x.interrupted = false
+	for _, o := range e.exts { // tombstones for x's records are garbage now
+		if b, ok := o.tombs[x.slot]; ok {
+			o.live -= b
+			delete(o.tombs, x.slot)
+		}
+	}
 	e.mu.Unlock()
-	e.log.Info("extent compacted", "extent", x.slot, "copied", copied, "tombstones_dropped", dropped)
+	e.log.Info("extent compacted", "extent", x.slot, "copied", copied, "tombstones_dropped", dropped, "corrupt_dropped", lost)
+	copied = 0
 	return nil
 }
 

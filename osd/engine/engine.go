@@ -188,8 +188,9 @@ func Open(ctx context.Context, dev zone.Device, opts Options) (*Engine, error) {
 	for _, x := range interrupted {
 		e.log.Info("finishing an interrupted compaction", "extent", x.slot)
 		if err := e.compactExtent(ctx, x); err != nil {
-			e.Close()
-			return nil, fmt.Errorf("engine: %s: finishing the compaction of extent %d: %w", info.Path, x.slot, err)
+			// Serve anyway: x stays marked interrupted, which keeps every
+			// tombstone until a later compaction of x succeeds.
+			e.log.Error("finishing an interrupted compaction failed", "extent", x.slot, "err", err)
 		}
 	}
 	return e, nil

@@ -32,7 +32,22 @@ type extent struct {
 	entries  []record.Entry // open, or closed without a usable footer: every record
 	footer   bool           // closed: the footer is on disk (else entries holds them)
 	live     int64          // bytes of live blocks and of tombstones still needed
-	busy     bool           // being compacted
+	busy     bool           // being compacted (or opened)
+	// tombs counts the bytes of this extent's tombstones by the slot of
+	// the extent holding the record each deletes: when that extent is
+	// reset they become garbage.
+	tombs map[int]int64
+	// interrupted: a compaction copied records out of this extent and did
+	// not finish; until it does, no tombstone may be dropped.
+	interrupted bool
+}
+
+func (x *extent) addTomb(target int, size int64) {
+	if x.tombs == nil {
+		x.tombs = map[int]int64{}
+	}
+	x.tombs[target] += size
+	x.live += size
 }
 
 // logical maps a device byte offset inside the extent to a logical one.

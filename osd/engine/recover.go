@@ -170,7 +170,7 @@ func (e *Engine) recover(ctx context.Context) ([]*extent, error) {
 			case record.TypeTombstone:
 				if refLive {
 					removes = append(removes, removal{loc: en.Ref, fp: fp, size: int64(en.Meta) * record.BlockSize})
-					x.live += size
+					x.addTomb(ref.slot, size)
 				}
 			}
 		}
@@ -189,6 +189,7 @@ func (e *Engine) recover(ctx context.Context) ([]*extent, error) {
 	var out []*extent
 	for _, x := range e.exts {
 		if interrupted[x] && x.state == stateClosed {
+			x.interrupted = true
 			out = append(out, x)
 		}
 	}

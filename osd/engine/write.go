@@ -198,7 +198,9 @@ func (e *Engine) publish(r *request) {
 		if r.hdr.Flags&record.FlagCopy == 0 && e.idx.Remove(fp, r.target) {
 			e.extentOf(r.target).live -= int64(r.hdr.Meta) * record.BlockSize
 		}
-		r.ext.live += size
+		if t := e.extentOf(r.hdr.Ref); t != nil {
+			r.ext.addTomb(t.slot, size)
+		}
 	}
 }
 
@@ -353,6 +355,8 @@ func (e *Engine) openExtent() (*extent, error) {
 	x.entries = nil
 	x.footer = false
 	x.live = 0
+	x.tombs = nil
+	x.interrupted = false
 	e.open = x
 	e.mu.Unlock()
 	e.log.Debug("extent opened", "extent", x.slot, "incarnation", inc, "first_seq", seq)
