@@ -268,3 +268,92 @@ func runCrash(t *testing.T, kind zone.Kind) {
 
 func TestCrashFile(t *testing.T)  { runCrash(t, zone.KindFile) }
 func TestCrashZoned(t *testing.T) { runCrash(t, zone.KindZoned) }
+
+// crashConcurrent is crashOnce with 8 goroutines putting and deleting
+// (each its own blocks) and one compacting, so that group commits hold
+// many records when the power goes. Goroutine scheduling makes a seed
+// replay only approximately; the oracle is the same.
+func crashConcurrent(seed int64, kind zone.Kind) error {
+	rng := rand.New(rand.NewPCG(uint64(seed), 99))
+	o := zone.MemOptions{Kind: kind, ZoneSize: testZoneSize, NumZones: 48}
+	if kind == zone.KindZoned {
+		o.MaxOpen, o.MaxActive = 3, 3
+	}
+	dev, err := zone.NewMem(o)
+	if err != nil {
+		return err
+	}
+	var incMu sync.Mutex
+	opts := testOptions(nil)
+	opts.Incarnation = func() uint64 { incMu.Lock(); defer incMu.Unlock(); return rng.Uint64() | 1 }
+	e, err := Open(context.Background(), dev, opts)
+	if err != nil {
+		return err
+	}
+	or := newOracle()
+	dev.CutPowerAfter(50 + rng.Int64N(1500))
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		wr := rand.New(rand.NewPCG(uint64(seed), uint64(w)))
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			var mine []ID
+			for i := 0; i < 100; i++ {
+				if len(mine) > 0 && wr.IntN(3) == 0 {
+					id := mine[wr.IntN(len(mine))]
+					err := e.Delete(ctx, id)
+					or.del(id, err)
+					if err != nil && !errors.Is(err, ErrNotFound) {
+						return
+					}
+					continue
+				}
+				b := randomBlock(wr, 24<<10)
+				id := BlockID(b)
+				err := e.Put(ctx, id, b)
+				or.put(id, b, err)
+				if err != nil {
+					return
+				}
+				mine = append(mine, id)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 20; i++ {
+			if _, err := e.Compact(context.Background(), 0); err != nil {
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	crashed := dev.Crash(rng)
+	e.Close()
+	e, err = Open(context.Background(), crashed, opts)
+	if err != nil {
+		return fmt.Errorf("open after the crash: %w", err)
+	}
+	defer e.Close()
+	return or.check(e)
+}
+
+func TestCrashConcurrent(t *testing.T) {
+	n := *crashIters / 3
+	if raceEnabled {
+		n /= 5
+	}
+	for s := 0; s < n; s++ {
+		kind := zone.KindFile
+		if s%2 == 1 {
+			kind = zone.KindZoned
+		}
+		if err := crashConcurrent(int64(s), kind); err != nil {
+			t.Fatalf("seed %d (%v): %v", s, kind, err)
+		}
+	}
+	t.Logf("%d concurrent crash iterations passed", n)
+}

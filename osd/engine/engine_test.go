@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stowage/stowage/osd/record"
@@ -317,4 +318,21 @@ func TestCorruptionError(t *testing.T) {
 		t.Fatalf("Get of a damaged record: %v, want a CorruptionError at %d", err, int64(loc)*record.BlockSize)
 	}
 	e.Close()
+}
+
+// Opening a drive with another extent geometry than it was written with
+// is refused, not taken for an empty drive.
+func TestGeometryMismatch(t *testing.T) {
+	ctx := context.Background()
+	dev := newMem(t, zone.KindFile, 0)
+	e := mustOpen(t, dev, testOptions(nil))
+	if err := e.Put(ctx, BlockID([]byte("x")), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	o := testOptions(nil)
+	o.ZonesPerExtent = 2
+	if _, err := Open(ctx, dev, o); err == nil || !strings.Contains(err.Error(), "geometry") {
+		t.Fatalf("Open with 2 zones per extent: %v, want a geometry error", err)
+	}
 }

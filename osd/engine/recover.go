@@ -72,8 +72,12 @@ func (e *Engine) recover(ctx context.Context) ([]*extent, error) {
 			return nil, fmt.Errorf("engine: %s: extent %d header: %w", info.Path, s, err)
 		}
 		h, err := record.DecodeExtentHeader(hb)
-		if err != nil || !e.headerMatches(x, &h) {
+		if err != nil {
 			continue // free (a reset or never-written slot, or a torn header)
+		}
+		if !e.headerMatches(x, &h) {
+			return nil, fmt.Errorf("engine: %s: extent header at zone %d says extent %d, zones %v, zone size %d: the drive was written with another geometry than first zone %d, %d zones per extent",
+				info.Path, x.zones[0], h.Extent, h.Zones, h.ZoneSize, e.opts.FirstZone, z)
 		}
 		x.inc, x.firstSeq = h.Incarnation, h.FirstSeq
 		x.state = stateClosed
