@@ -47,6 +47,7 @@ const (
 	KindISO9660  = "iso9660"
 	KindBlueStor = "bluestore"
 	KindSquashFS = "squashfs"
+	KindCramFS   = "cramfs"
 )
 
 // Finding is one signature found on the device.
@@ -340,6 +341,8 @@ func (d *device) simple() {
 		{KindISO9660, 32768 + 1, "CD001", 2048, "primary volume descriptor"},
 		{KindBlueStor, 0, "bluestore block device\n", 4096, "Ceph BlueStore label"},
 		{KindSquashFS, 0, "hsqs", 96, "superblock"},
+		{KindCramFS, 16, "Compressed ROMFS", 64, "superblock"},
+		{KindCramFS, 512 + 16, "Compressed ROMFS", 64, "superblock after a 512-byte pad"},
 	} {
 		if d.has(s.off, s.sig) {
 			off := s.off
@@ -348,6 +351,8 @@ func (d *device) simple() {
 				off = 65536
 			case KindISO9660:
 				off = 32768
+			case KindCramFS:
+				off -= 16
 			}
 			d.add(s.kind, off, s.n, s.detail)
 		}

@@ -149,6 +149,7 @@ func TestFixtures(t *testing.T) {
 		{"ext4 by features", (&sparse{size: odd}).put(1080, []byte{0x53, 0xef}).putU32(1024+76, 1, le).putU32(1024+96, 0x2c2, le), Options{}, []at{{KindExt4, 1024}}, true},
 		{"ceph bluestore", (&sparse{size: odd}).put(0, []byte("bluestore block device\n")), Options{}, []at{{KindBlueStor, 0}}, true},
 		{"squashfs", (&sparse{size: odd}).put(0, []byte("hsqs")), Options{}, []at{{KindSquashFS, 0}}, true},
+		{"cramfs", (&sparse{size: odd}).putU32(0, 0x28cd3d45, le).put(16, []byte("Compressed ROMFS")), Options{}, []at{{KindCramFS, 0}}, true},
 		{"our label", (&sparse{size: odd}).put(0, labelRec), Options{}, []at{{KindLabel, 0}}, false},
 		{"our label, torn: foreign-free but not ours", (&sparse{size: odd}).put(0, labelRec[:30]), Options{}, nil, false},
 		{"our label in region 1 after a switch", (&sparse{size: odd}).put(label.RegionSize+8192, labelRec), Options{}, []at{{KindLabel, label.RegionSize + 8192}}, false},

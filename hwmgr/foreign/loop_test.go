@@ -99,7 +99,7 @@ func blkidKinds(t *testing.T, dev string) []string {
 	names := map[string]string{"PMBR": KindPMBR, "dos": KindMBR, "gpt": KindGPT, "ext2": KindExt2, "ext3": KindExt3,
 		"ext4": KindExt4, "swap": KindSwap, "xfs": KindXFS, "btrfs": KindBtrfs, "LVM2_member": KindLVM2,
 		"linux_raid_member": KindMD, "zfs_member": KindZFS, "crypto_LUKS": KindLUKS, "vfat": KindFAT,
-		"exfat": KindExFAT, "ntfs": KindNTFS, "iso9660": KindISO9660, "bcache": KindBcache}
+		"exfat": KindExFAT, "ntfs": KindNTFS, "iso9660": KindISO9660, "bcache": KindBcache, "cramfs": KindCramFS}
 	var ks []string
 	for _, s := range v.Signatures {
 		k, ok := names[s.Type]
@@ -152,6 +152,13 @@ func TestRealTools(t *testing.T) {
 		{"mkfs.ext4", func(t *testing.T, dev string) { run(t, "mkfs.ext4", "-q", "-F", dev) }, []at{{KindExt4, 1024}}, true},
 		{"mkfs.ext3", func(t *testing.T, dev string) { run(t, "mkfs.ext3", "-q", "-F", dev) }, []at{{KindExt3, 1024}}, true},
 		{"mkfs.ext2", func(t *testing.T, dev string) { run(t, "mkfs.ext2", "-q", "-F", dev) }, []at{{KindExt2, 1024}}, true},
+		{"mkfs.cramfs", func(t *testing.T, dev string) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			run(t, "mkfs.cramfs", dir, dev)
+		}, []at{{KindCramFS, 0}}, true},
 		{"mkswap", func(t *testing.T, dev string) { run(t, "mkswap", dev) }, []at{{KindSwap, 0}}, true},
 		{"our label", func(t *testing.T, dev string) { writeLabel(t, dev, 1) }, []at{{KindLabel, 0}}, false},
 		{"our label in both regions", func(t *testing.T, dev string) { writeLabel(t, dev, 300) },
