@@ -357,3 +357,43 @@ func TestLocateLED(t *testing.T) {
 		t.Error("SetLocate on a missing file: no error")
 	}
 }
+
+// TestFixtureQEMUGuest scans sysfs as captured inside the QEMU guest of
+// TestVMDiscovery (testdata/qemu-guest; see capture_vm_test.go): a real
+// kernel's tree, not a hand-made one, with no udev.
+func TestFixtureQEMUGuest(t *testing.T) {
+	got := scanByName(t, fixtureScanner(t, "testdata/qemu-guest", Filter{}))
+	if want := []string{"nvme0n1", "nvme1n1", "sda", "sdb", "vda"}; !slices.Equal(names(got), want) {
+		t.Fatalf("drives = %v, want %v", names(got), want)
+	}
+	type want struct {
+		serial, model, driver string
+		transport             Transport
+		size                  uint64
+		zoned                 Zoned
+		ids                   []string
+	}
+	for name, w := range map[string]want{
+		"nvme0n1": {"DISC-ZNS", "QEMU NVMe Ctrl", "nvme", TransportNVMe, 1 << 30, ZonedHostManaged, []string{"nvme-QEMU_NVMe_Ctrl_DISC-ZNS"}},
+		"nvme1n1": {"DISC-NVME", "QEMU NVMe Ctrl", "nvme", TransportNVMe, 256 << 20, ZonedNone, []string{"nvme-QEMU_NVMe_Ctrl_DISC-NVME"}},
+		"sda":     {"DISC-SATA", "STOWAGE SATA HDD", "ahci", TransportSATA, 256 << 20, ZonedNone, []string{"ata-STOWAGE_SATA_HDD_DISC-SATA"}},
+		"sdb":     {"DISC-VSCSI", "STOWAGE SCSI", "virtio_scsi", TransportSCSI, 128 << 20, ZonedNone, []string{"scsi-0QEMU_STOWAGE_SCSI_DISC-VSCSI"}},
+		"vda":     {"DISC-VBLK", "", "virtio_blk", TransportVirtio, 128 << 20, ZonedNone, []string{"virtio-DISC-VBLK"}},
+	} {
+		d := got[name]
+		g := want{d.Serial, d.Model, d.HostDriver, d.Transport, d.SizeBytes, d.Zoned, d.StableIDs}
+		if !reflect.DeepEqual(g, w) || d.IDSource != IDsDerived {
+			t.Errorf("%s:\n got %+v (%s)\nwant %+v", name, g, d.IDSource, w)
+		}
+	}
+	z := got["nvme0n1"]
+	if z.ZoneSizeBytes != 64<<20 || z.ZoneCount != 16 || z.MaxOpenZones != 14 || z.MaxActiveZones != 15 ||
+		z.LogicalSectorSize != 4096 || z.NVMe == nil || z.NVMe.Controller != "nvme0" || z.NVMe.NSID != 1 || z.NVMe.Transport != "pcie" {
+		t.Errorf("ZNS namespace: %+v %+v", z, z.NVMe)
+	}
+	// QEMU's NVMe has no EUI-64/NGUID: the kernel's synthesized "nvme."
+	// wwid is not a WWN.
+	if z.WWN != "" {
+		t.Errorf("ZNS WWN %q, want none", z.WWN)
+	}
+}

@@ -4,6 +4,8 @@ package discover_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -31,6 +33,11 @@ func TestVMDiscovery(t *testing.T) {
 			if err := vm.WaitMark(ctx, "watching"); err != nil {
 				return err
 			}
+			if os.Getenv(updateEnv) != "" {
+				if err := writeCapture(vm.Console(), guestFixture); err != nil {
+					return fmt.Errorf("sysfs capture: %w", err)
+				}
+			}
 			if err := vm.Unplug(ctx, "vblk"); err != nil {
 				return err
 			}
@@ -39,6 +46,9 @@ func TestVMDiscovery(t *testing.T) {
 			}
 			return vm.Plug(ctx, qemu.Drive{Kind: qemu.VirtioBlk, ID: "vnew", Serial: "DISC-VNEW", Size: 64 << 20})
 		},
+	}
+	if os.Getenv(updateEnv) != "" {
+		opts.Env = append(opts.Env, captureEnv+"=1")
 	}
 	qemu.RunTest(t, opts, func(t *testing.T, g *qemu.Guest) {
 		for _, sn := range []string{"DISC-ZNS", "DISC-NVME", "DISC-SATA", "DISC-VBLK", "DISC-VSCSI"} {
@@ -97,6 +107,9 @@ func TestVMDiscovery(t *testing.T) {
 			t.Errorf("%d drives, want 5", len(first.Drives))
 		}
 
+		if os.Getenv(captureEnv) != "" {
+			captureSysfs(t)
+		}
 		g.Mark("watching")
 		u := next(t, updates)
 		if u.Reason != "uevent" || len(u.Diff.Removed) != 1 || u.Diff.Removed[0].Serial != "DISC-VBLK" || len(u.Drives) != 4 {
