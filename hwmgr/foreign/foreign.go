@@ -10,6 +10,7 @@ package foreign
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -456,4 +457,40 @@ func (d *device) bootSectors() {
 	case s[510] == 0x55 && s[511] == 0xaa && isVBR(s):
 		d.add(KindFAT, 0, 512, "boot sector")
 	}
+}
+
+// Range is a byte range of the device.
+type Range struct {
+	Off int64 `json:"off"`
+	Len int64 `json:"len"`
+}
+
+// WipeRanges returns the ranges that hold the foreign findings, widened to
+// multiples of align (a power of two, e.g. 4096 for O_DIRECT; ≤ 1 means
+// no widening), clipped to the device and merged, in order. Zeroing them
+// removes every signature Detect found, which is what an adopt does before
+// it writes our label (on a zoned drive, reset the zones instead).
+func (r Report) WipeRanges(align int64) []Range {
+	if align < 1 {
+		align = 1
+	}
+	var rs []Range
+	for _, f := range r.Findings {
+		if f.Ours {
+			continue
+		}
+		lo := f.Offset / align * align
+		hi := min((f.Offset+f.Len+align-1)/align*align, r.Size)
+		rs = append(rs, Range{lo, hi - lo})
+	}
+	slices.SortFunc(rs, func(a, b Range) int { return cmp.Compare(a.Off, b.Off) })
+	var out []Range
+	for _, x := range rs {
+		if n := len(out); n > 0 && x.Off <= out[n-1].Off+out[n-1].Len {
+			out[n-1].Len = max(out[n-1].Off+out[n-1].Len, x.Off+x.Len) - out[n-1].Off
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }

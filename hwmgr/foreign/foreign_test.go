@@ -250,3 +250,21 @@ func FuzzDetect(f *testing.F) {
 		}
 	})
 }
+
+func TestWipeRanges(t *testing.T) {
+	r := Report{Size: 100 << 10, Findings: []Finding{
+		{Kind: KindLabel, Offset: 0, Len: 4096, Ours: true},
+		{Kind: KindExt4, Offset: 1024, Len: 1024},
+		{Kind: KindSwap, Offset: 0, Len: 4096},
+		{Kind: KindBcache, Offset: 4096, Len: 4096},
+		{Kind: KindGPT, Offset: 100<<10 - 512, Len: 512},
+	}}
+	want := []Range{{0, 8192}, {96 << 10, 4096}}
+	if got := r.WipeRanges(4096); !slices.Equal(got, want) {
+		t.Errorf("WipeRanges(4096) = %v, want %v", got, want)
+	}
+	want = []Range{{0, 8192}, {100<<10 - 512, 512}}
+	if got := r.WipeRanges(512); !slices.Equal(got, want) {
+		t.Errorf("WipeRanges(512) = %v, want %v", got, want)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
+	"golang.org/x/sys/unix"
 )
 
 const loopSize = 64 << 20
@@ -186,7 +187,35 @@ func TestRealTools(t *testing.T) {
 					t.Errorf("we find %v, libblkid finds %v", ours, lib)
 				}
 			}
+			// Adopt's first step: zero what was found. Then neither we nor
+			// libblkid may find anything foreign.
+			wipe(t, dev, r.WipeRanges(4096))
+			after := detectPath(t, dev)
+			if after.Foreign() || len(after.Kinds()) != 0 {
+				t.Errorf("after wiping %v: still %+v", r.WipeRanges(4096), after.Findings)
+			}
+			if lib := blkidKinds(t, dev); len(lib) != 0 {
+				t.Errorf("after wiping %v: libblkid still finds %v", r.WipeRanges(4096), lib)
+			}
 		})
+	}
+}
+
+// wipe zeroes the ranges with O_DIRECT writes.
+func wipe(t *testing.T, dev string, rs []Range) {
+	t.Helper()
+	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, r := range rs {
+		if _, err := f.WriteAt(zone.AlignedBlock(int(r.Len)), r.Off); err != nil {
+			t.Fatalf("zero %d bytes at %d: %v", r.Len, r.Off, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
 	}
 }
 
