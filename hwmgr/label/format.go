@@ -37,6 +37,8 @@ const (
 	MaxResultLen  = 16
 	MaxActorLen   = 64
 	MaxDetailLen  = 256
+	MaxTaskKind   = 16
+	MaxTaskStep   = 32
 	summaryLength = 4 + 8 + 8 + 5*4
 )
 
@@ -103,6 +105,18 @@ type Summary struct {
 	EraseFail   uint32    `json:"erase_fail"`     // trimmed erase failures
 }
 
+// Task is a long-running job on the drive (burn-in, erase), kept in the
+// label so that after a reboot the job resumes or restarts its step. The
+// zero Task means none; a Task with an empty Kind must be all zero.
+type Task struct {
+	Kind    string    `json:"kind"`             // e.g. "burnin", "erase"
+	Step    string    `json:"step,omitempty"`   // e.g. "write-pass-2", "verify"
+	Done    uint64    `json:"done"`             // units done in this step (bytes, zones)
+	Total   uint64    `json:"total"`            // units in this step
+	Started time.Time `json:"started,omitzero"` // when the job started
+	Updated time.Time `json:"updated,omitzero"` // when Done was last recorded
+}
+
 // Record is one label record: the drive's state at one generation.
 type Record struct {
 	Generation uint64          `json:"generation"` // assigned by Area.Write; ≥ 1 on disk
@@ -113,6 +127,7 @@ type Record struct {
 	Model      string          `json:"model,omitempty"`
 	Owner      string          `json:"owner,omitempty"`   // e.g. "osd"; empty: nobody
 	Payload    []byte          `json:"payload,omitempty"` // the owner's bytes, opaque here
+	Task       Task            `json:"task,omitzero"`     // a long job in progress (burn-in, erase); zero: none
 	Summary    Summary         `json:"summary"`
 	History    []Entry         `json:"history,omitempty"` // oldest first, at most MaxHistory
 }
@@ -189,6 +204,16 @@ func Encode(r *Record) ([]byte, error) {
 	e.str("owner", r.Owner, MaxOwnerLen)
 	e.buf = binary.LittleEndian.AppendUint32(e.buf, uint32(len(r.Payload)))
 	e.buf = append(e.buf, r.Payload...)
+	tk := r.Task
+	if tk.Kind == "" && tk != (Task{}) {
+		return nil, errors.New("label: encode: task without a kind")
+	}
+	e.str("task kind", tk.Kind, MaxTaskKind)
+	e.str("task step", tk.Step, MaxTaskStep)
+	e.buf = binary.LittleEndian.AppendUint64(e.buf, tk.Done)
+	e.buf = binary.LittleEndian.AppendUint64(e.buf, tk.Total)
+	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(unixNano(tk.Started)))
+	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(unixNano(tk.Updated)))
 	s := r.Summary
 	e.buf = binary.LittleEndian.AppendUint32(e.buf, s.Trimmed)
 	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(unixNano(s.Since)))
@@ -351,6 +376,15 @@ func DecodeRecord(b []byte) (Record, int, error) {
 		d.fail(fmt.Errorf("payload of %d bytes, at most %d", pl, MaxPayload))
 	} else if p := d.take(pl); len(p) > 0 {
 		r.Payload = append([]byte(nil), p...)
+	}
+	tk := &r.Task
+	tk.Kind = d.str("task kind", MaxTaskKind)
+	tk.Step = d.str("task step", MaxTaskStep)
+	tk.Done, tk.Total = d.u64(), d.u64()
+	tk.Started = fromUnixNano(int64(d.u64()))
+	tk.Updated = fromUnixNano(int64(d.u64()))
+	if tk.Kind == "" && *tk != (Task{}) {
+		d.fail(errors.New("task without a kind"))
 	}
 	s := &r.Summary
 	s.Trimmed = d.u32()

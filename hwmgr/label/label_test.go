@@ -20,6 +20,7 @@ func sampleRecord(gen uint64, payload int) Record {
 		Generation: gen, Time: t0.Add(time.Duration(gen) * time.Second), State: lifecycle.Ready,
 		WWN: "0x5000c500a1b2c3d4", Serial: "ZA1234XY", Model: "ST16000NM001G", Owner: "osd",
 		Payload: bytes.Repeat([]byte{byte(gen)}, payload),
+		Task:    Task{Kind: "burnin", Step: "write-pass-1", Done: 1 << 30, Total: 16 << 40, Started: t0, Updated: t0.Add(time.Minute)},
 	}
 	r.AddEntry(Entry{Time: t0, Kind: KindTransition, Action: "burnin", From: lifecycle.New, To: lifecycle.BurnIn, Actor: "api:admin"})
 	r.AddEntry(Entry{Time: t0.Add(time.Hour), Kind: KindBurnIn, Result: ResultPass, Detail: "4 passes, 212 MB/s"})
@@ -45,7 +46,8 @@ func TestEncodeDecode(t *testing.T) {
 			t.Fatalf("payload %d: re-encode differs (err %v)", payload, err)
 		}
 		if got.Serial != r.Serial || got.State != r.State || !bytes.Equal(got.Payload, r.Payload) ||
-			len(got.History) != 2 || got.History[1].Detail != "4 passes, 212 MB/s" || !got.Time.Equal(r.Time) {
+			len(got.History) != 2 || got.History[1].Detail != "4 passes, 212 MB/s" || !got.Time.Equal(r.Time) ||
+			got.Task.Step != "write-pass-1" || got.Task.Total != 16<<40 || !got.Task.Updated.Equal(t0.Add(time.Minute)) {
 			t.Fatalf("payload %d: decoded %+v", payload, got)
 		}
 	}
@@ -56,7 +58,8 @@ func TestEncodeDecode(t *testing.T) {
 func TestLargestRecordFits(t *testing.T) {
 	s := func(n int) string { return strings.Repeat("x", n) }
 	r := Record{Generation: 1, State: lifecycle.InService, WWN: s(MaxIDLen), Serial: s(MaxIDLen), Model: s(MaxIDLen),
-		Owner: s(MaxOwnerLen), Payload: make([]byte, MaxPayload)}
+		Owner: s(MaxOwnerLen), Payload: make([]byte, MaxPayload),
+		Task: Task{Kind: s(MaxTaskKind), Step: s(MaxTaskStep), Done: 1, Total: 2, Started: t0, Updated: t0}}
 	for range MaxHistory + 10 {
 		r.AddEntry(Entry{Time: t0, Kind: s(100), Action: s(100), From: lifecycle.InService, To: lifecycle.InService,
 			Result: s(100), Actor: s(100), Detail: s(1000)})
@@ -78,6 +81,8 @@ func TestEncodeRefuses(t *testing.T) {
 		"long history":  func(r *Record) { r.History = make([]Entry, MaxHistory+1) },
 		"history state": func(r *Record) { r.History[0].To = "bogus" },
 		"long detail":   func(r *Record) { r.History[0].Detail = strings.Repeat("d", MaxDetailLen+1) },
+		"task no kind":  func(r *Record) { r.Task.Kind = "" },
+		"long step":     func(r *Record) { r.Task.Step = strings.Repeat("s", MaxTaskStep+1) },
 	} {
 		r := cloneRecord(ok)
 		mut(&r)
