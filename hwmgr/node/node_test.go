@@ -205,8 +205,15 @@ func TestHealthFailMovesDriveToFailed(t *testing.T) {
 	if len(b.Label.History) != 1 || b.Label.History[0].Actor != "health-policy" {
 		t.Errorf("history: %+v", b.Label.History)
 	}
-	var sawFail bool
+	var sawFail, sawHealth bool
 	for _, ev := range drain(ch) {
+		if ev.Type == EventHealthChanged && ev.Drive == "S2" {
+			var hd HealthData
+			if err := json.Unmarshal(ev.Data, &hd); err != nil {
+				t.Fatal(err)
+			}
+			sawHealth = hd.From == VerdictUnknown && hd.To == VerdictFail && len(hd.Reasons) == 1
+		}
 		if ev.Type == EventLifecycle && ev.Drive == "S2" {
 			var ld LifecycleData
 			if err := json.Unmarshal(ev.Data, &ld); err != nil {
@@ -217,6 +224,9 @@ func TestHealthFailMovesDriveToFailed(t *testing.T) {
 	}
 	if !sawFail {
 		t.Error("no lifecycle event for the failed drive")
+	}
+	if !sawHealth {
+		t.Error("no health.changed event for the failed drive")
 	}
 	// A SMART error is counted, not fatal; the last good record stays.
 	delete(sm.temp, "sda")
