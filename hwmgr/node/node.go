@@ -530,6 +530,27 @@ func (n *Node) Act(ctx context.Context, ref string, a Action, req ActionRequest)
 	return n.apply(ctx, cur.ID, Transition{Action: a, Reason: req.Reason, Actor: req.Actor, Serial: req.Serial})
 }
 
+// Apply runs a transition for an internal caller (burn-in, erase, the
+// OSD claiming a drive) through the label store, whose lifecycle rules and
+// guard rails decide, and publishes it. Unlike Act it takes any action the
+// lifecycle knows and leaves the serial check to the label store.
+func (n *Node) Apply(ctx context.Context, ref string, t Transition) (Drive, error) {
+	if n.cfg.Labels == nil {
+		return Drive{}, fmt.Errorf("%w: no label store", ErrInvalidTransition)
+	}
+	n.mu.RLock()
+	d := n.find(ref)
+	var key string
+	if d != nil {
+		key = d.ID
+	}
+	n.mu.RUnlock()
+	if d == nil {
+		return Drive{}, fmt.Errorf("%w: %q", ErrNotFound, ref)
+	}
+	return n.apply(ctx, key, t)
+}
+
 // apply runs a transition through the label store and publishes it.
 func (n *Node) apply(ctx context.Context, key string, t Transition) (Drive, error) {
 	n.scanMu.Lock()

@@ -372,3 +372,26 @@ func TestSeriallessDriveConfirmedByID(t *testing.T) {
 		t.Fatalf("adopt by ID: %v %v", d.Label.State, err)
 	}
 }
+
+func TestApplyForInternalCallers(t *testing.T) {
+	ctx := context.Background()
+	n, dr, _, _ := testNode(t)
+	dr.set(Identity{Name: "sda", Serial: "S1"})
+	if err := n.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// "fail" is not an API action, but internal callers may apply it.
+	if _, err := n.Act(ctx, "S1", ActionFail, ActionRequest{}); !errors.Is(err, ErrUnknownAction) {
+		t.Fatalf("Act(fail): %v", err)
+	}
+	d, err := n.Apply(ctx, "S1", Transition{Action: ActionFail, Reason: "burn-in: read errors", Actor: "burnin"})
+	if err != nil || d.Label.State != StateFailed {
+		t.Fatalf("Apply(fail): %v %v", d.Label.State, err)
+	}
+	if _, err := n.Apply(ctx, "S1", Transition{Action: ActionDrain}); !errors.Is(err, ErrInvalidTransition) {
+		t.Fatalf("Apply(drain) on a failed drive: %v", err)
+	}
+	if _, err := n.Apply(ctx, "nope", Transition{Action: ActionFail}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Apply on a missing drive: %v", err)
+	}
+}
