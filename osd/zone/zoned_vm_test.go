@@ -25,10 +25,15 @@ import (
 // capacity (48 MiB) is below its zone size (64 MiB).
 func TestVMZoned(t *testing.T) {
 	opts := qemu.Options{
-		Drives: []qemu.Drive{{
-			Kind: qemu.NVMeZNS, ID: "zns", Serial: "ZNS0", Size: 1 << 30,
-			ZoneSize: 64 << 20, ZoneCapacity: 48 << 20, MaxOpen: 4, MaxActive: 6,
-		}},
+		Drives: []qemu.Drive{
+			{
+				Kind: qemu.NVMeZNS, ID: "zns", Serial: "ZNS0", Size: 1 << 30,
+				ZoneSize: 64 << 20, ZoneCapacity: 48 << 20, MaxOpen: 4, MaxActive: 6,
+			},
+			// 2560 small zones: more than one BLKREPORTZONE batch.
+			{Kind: qemu.NVMeZNS, ID: "many", Serial: "ZNSMANY", Size: 2560 << 20, ZoneSize: 1 << 20},
+			{Kind: qemu.NVMe, ID: "conv", Serial: "NVMECONV", Size: 256 << 20},
+		},
 		Modules: []qemu.Module{
 			{Name: "null_blk", Params: "nr_devices=1 zoned=1 zone_size=64 zone_nr_conv=1 gb=1 memory_backed=1 zone_max_open=8 zone_max_active=8"},
 			{Name: "scsi_debug", Params: "zbc=managed dev_size_mb=512 zone_size_mb=64 zone_nr_conv=1"},
@@ -48,6 +53,8 @@ func TestVMZoned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Run("batches", func(t *testing.T) { vmReportBatches(t, g) })
+		t.Run("conventional", func(t *testing.T) { vmConventional(t, g) })
 		for _, tc := range []struct {
 			name, path string
 			want       Info
@@ -197,6 +204,93 @@ func vmZonedDevice(t *testing.T, path string, want Info, conv int, capacity int6
 	}
 	if failures == 0 {
 		t.Error("the limit script never hit a limit")
+	}
+}
+
+// vmReportBatches reports 2560 zones, more than one BLKREPORTZONE batch,
+// whole and in ranges that straddle the batch size, against blkzone.
+func vmReportBatches(t *testing.T, g *qemu.Guest) {
+	ctx := context.Background()
+	bd, err := g.Device("ZNSMANY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenZoned(bd.Path, ZonedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	in := d.Info()
+	if in.NumZones != 2560 || in.ZoneSize != 1<<20 || in.MaxOpen != 0 {
+		t.Fatalf("info %+v", in)
+	}
+	// Write a few zones so the report is not uniform.
+	buf := AlignedBlock(8192)
+	for _, i := range []int{0, 1023, 1024, 2047, 2559} {
+		if _, err := d.WriteAt(buf[:4096*(1+i%2)], in.ZoneStart(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := d.ReportZones(ctx, 0, in.NumZones)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgainstBlkzone(t, bd.Path, all)
+	for _, r := range [][2]int{{1000, 100}, {1023, 1026}, {2559, 1}, {5, 0}, {0, 2560}} {
+		zs, err := d.ReportZones(ctx, r[0], r[1])
+		if err != nil {
+			t.Fatalf("report [%d, +%d): %v", r[0], r[1], err)
+		}
+		if len(zs) != r[1] {
+			t.Fatalf("report [%d, +%d): %d zones", r[0], r[1], len(zs))
+		}
+		for k, z := range zs {
+			if z != all[r[0]+k] {
+				t.Fatalf("report [%d, +%d): zone %d is %+v, the full report says %+v", r[0], r[1], r[0]+k, z, all[r[0]+k])
+			}
+		}
+	}
+	if w := all[1023].WP - all[1023].Start; w != 8192 || all[1024].WP-all[1024].Start != 4096 {
+		t.Fatalf("write pointers of zones 1023/1024: %d, %d", w, all[1024].WP-all[1024].Start)
+	}
+	if _, err := d.ReportZones(ctx, 2559, 2); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("report past the end: %v", err)
+	}
+}
+
+// vmConventional opens a conventional NVMe namespace: Open picks emulated
+// zones, and O_DIRECT I/O round-trips through a real NVMe driver.
+func vmConventional(t *testing.T, g *qemu.Guest) {
+	ctx := context.Background()
+	bd, err := g.Device("NVMECONV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(bd.Path, Options{ZoneSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if in := d.Info(); in.Kind != KindEmulated || in.NumZones != 4 {
+		t.Fatalf("info %+v, want 4 emulated zones", in)
+	}
+	p := AlignedBlock(1 << 20)
+	for i := range p {
+		p[i] = byte(i / 512)
+	}
+	if _, err := d.WriteAt(p, 64<<20+4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q := AlignedBlock(len(p))
+	if _, err := d.ReadAt(q, 64<<20+4096); err != nil || !bytes.Equal(p, q) {
+		t.Fatalf("read back (err %v) differs", err)
+	}
+	// NVMe takes 4-byte-aligned DMA buffers, so misalign by one byte.
+	if _, err := d.WriteAt(AlignedBlock(8192)[1:4096+1], 0); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("misaligned buffer on NVMe: %v, want EINVAL from O_DIRECT", err)
 	}
 }
 
