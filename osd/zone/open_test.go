@@ -171,9 +171,10 @@ func TestLoopEmulated(t *testing.T) {
 }
 
 // TestOpenZonedOnLoopFails points Open at a sysfs tree that claims a real
-// loop device is host-managed: Open goes the zoned way, and the kernel's
-// refusal of BLKGETZONESZ comes back as an error naming the ioctl and the
-// device.
+// loop device is host-managed: Open goes the zoned way, and the ioctl
+// cross-check refuses it. The same tree saying host-aware, or nothing,
+// shows how Open picks. The zone ioctls themselves fail with errors naming
+// the ioctl and the device.
 func TestOpenZonedOnLoopFails(t *testing.T) {
 	dev := loopDevice(t, 4<<20, 512)
 	real, err := SysfsDir("", dev)
@@ -199,6 +200,34 @@ func TestOpenZonedOnLoopFails(t *testing.T) {
 	if _, err = Open(dev, Options{SysRoot: root}); err == nil || !strings.Contains(err.Error(), "BLKGETZONESZ says 0 sectors") {
 		t.Fatalf("zoned open of a loop device: err = %v, want the BLKGETZONESZ cross-check to refuse it", err)
 	}
+	// Host-aware goes the zoned way too, unless asked to emulate; then the
+	// emulated zones take the device's zone size.
+	if err := os.WriteFile(filepath.Join(fake, "queue/zoned"), []byte("host-aware\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = Open(dev, Options{SysRoot: root}); err == nil || !strings.Contains(err.Error(), "BLKGETZONESZ") {
+		t.Fatalf("host-aware open: err = %v, want the zoned path", err)
+	}
+	d, err := Open(dev, Options{SysRoot: root, HostAwareEmulated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := d.Info(); in.Kind != KindEmulated || in.ZoneSize != 1<<20 || in.NumZones != 4 {
+		t.Fatalf("host-aware opened emulated: %+v, want 4 emulated zones of the device's 1 MiB", in)
+	}
+	d.Close()
+	// No queue/zoned at all (a partition): emulated.
+	if err := os.Remove(filepath.Join(fake, "queue/zoned")); err != nil {
+		t.Fatal(err)
+	}
+	d, err = Open(dev, Options{SysRoot: root, ZoneSize: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := d.Info(); in.Kind != KindEmulated || in.NumZones != 2 {
+		t.Fatalf("no queue/zoned: %+v, want 2 emulated zones", in)
+	}
+	d.Close()
 	// The zone ioctls themselves fail on a loop device; their errors name
 	// the ioctl, the device and the zone.
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
