@@ -139,7 +139,11 @@ func (d *Emulated) ReadAt(p []byte, off int64) (int, error) {
 	if err := CheckIO(d.info, off, len(p)); err != nil {
 		return 0, err
 	}
-	return d.f.ReadAt(p, off)
+	n, err := d.f.ReadAt(p, off)
+	if err != nil {
+		return n, fmt.Errorf("zone: read %d bytes at offset %d (zone %d): %w", len(p), off, d.info.ZoneOf(off), err)
+	}
+	return n, nil
 }
 
 // WriteAt implements Device.
@@ -147,7 +151,11 @@ func (d *Emulated) WriteAt(p []byte, off int64) (int, error) {
 	if err := CheckIO(d.info, off, len(p)); err != nil {
 		return 0, err
 	}
-	return d.f.WriteAt(p, off)
+	n, err := d.f.WriteAt(p, off)
+	if err != nil {
+		return n, fmt.Errorf("zone: write %d bytes at offset %d (zone %d): %w", len(p), off, d.info.ZoneOf(off), err)
+	}
+	return n, nil
 }
 
 // Flush implements Device: fdatasync, which on a block device is a cache

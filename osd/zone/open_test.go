@@ -123,8 +123,8 @@ func TestLoopEmulated(t *testing.T) {
 			// O_DIRECT is really on: the kernel refuses a buffer that
 			// is not aligned to the logical block size in memory.
 			buf := AlignedBlock(8192)[1 : 4096+1]
-			if _, err := d.WriteAt(buf, 0); !errors.Is(err, syscall.EINVAL) {
-				t.Fatalf("misaligned buffer: err = %v, want EINVAL from O_DIRECT", err)
+			if _, err := d.WriteAt(buf, 0); !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "offset 0 (zone 0)") {
+				t.Fatalf("misaligned buffer: err = %v, want EINVAL from O_DIRECT saying where", err)
 			}
 			if _, err := d.ReadAt(buf, 0); !errors.Is(err, syscall.EINVAL) {
 				t.Fatalf("misaligned read buffer: err = %v, want EINVAL from O_DIRECT", err)
