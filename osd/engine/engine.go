@@ -220,6 +220,10 @@ func (e *Engine) Close() error {
 	e.qcond.Broadcast()
 	e.mu.Unlock()
 	<-e.done
+	// A running compaction's copies fail with ErrClosed now; wait until it
+	// has stopped touching the device.
+	e.compactMu.Lock()
+	defer e.compactMu.Unlock()
 	return nil
 }
 
@@ -471,9 +475,12 @@ func (e *Engine) readPayload(loc uint64, h *record.Header) ([]byte, error) {
 }
 
 // Scan calls fn for every live block, extent by extent in disk order, until
-// fn returns an error, which Scan returns. It sees a consistent view of
-// each extent, not of the whole drive.
+// fn returns an error, which Scan returns. Compaction waits while a Scan
+// runs, so no block is missed by moving; blocks put or deleted during the
+// scan may or may not be seen. fn must not call Compact or Close.
 func (e *Engine) Scan(ctx context.Context, fn func(id ID, info Info) error) error {
+	e.compactMu.Lock()
+	defer e.compactMu.Unlock()
 	e.mu.Lock()
 	exts := append([]*extent(nil), e.exts...)
 	e.mu.Unlock()
