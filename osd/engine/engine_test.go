@@ -37,7 +37,7 @@ func newMem(t testing.TB, kind zone.Kind, capacity int64) *zone.Mem {
 	t.Helper()
 	o := zone.MemOptions{Kind: kind, ZoneSize: testZoneSize, NumZones: testZones}
 	if kind == zone.KindZoned {
-		o.MaxOpen, o.MaxActive = 3, 3
+		o.MaxOpen, o.MaxActive = 1, 1 // the engine keeps one zone active at a time
 		o.ZoneCapacity = capacity
 	}
 	m, err := zone.NewMem(o)
