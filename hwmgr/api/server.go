@@ -326,7 +326,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("last_event_id"); last == "" && q != "" {
 		last = q
 	}
-	after := s.cfg.Node.Events().LastID()
+	var (
+		after   uint64
+		backlog []node.Event
+		ch      <-chan node.Event
+		gap     bool
+		cancel  func()
+	)
 	if last != "" {
 		v, err := strconv.ParseUint(strings.TrimSpace(last), 10, 64)
 		if err != nil {
@@ -334,8 +340,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		after = v
+		backlog, ch, gap, cancel = s.cfg.Node.Events().Subscribe(after)
+	} else {
+		ch, cancel = s.cfg.Node.Events().SubscribeNew()
 	}
-	backlog, ch, gap, cancel := s.cfg.Node.Events().Subscribe(after)
 	defer cancel()
 	rc := http.NewResponseController(w)
 	h := w.Header()

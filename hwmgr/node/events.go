@@ -116,6 +116,15 @@ func (b *Bus) LastID() uint64 {
 	return b.next - 1
 }
 
+// SubscribeNew returns a channel of the events published from now on, and
+// a cancel function.
+func (b *Bus) SubscribeNew() (ch <-chan Event, cancel func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ch, _, cancel = b.subscribeLocked(b.next - 1)
+	return ch, cancel
+}
+
 // Subscribe returns the events after the given ID still in the ring, a
 // channel of the events that follow, and a cancel function. gap is true
 // when events after the given ID have already left the ring, or when the
@@ -124,6 +133,10 @@ func (b *Bus) LastID() uint64 {
 func (b *Bus) Subscribe(after uint64) (backlog []Event, ch <-chan Event, gap bool, cancel func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.subscribeLocked(after)
+}
+
+func (b *Bus) subscribeLocked(after uint64) (backlog []Event, ch <-chan Event, gap bool, cancel func()) {
 	if after >= b.next {
 		// The client saw IDs from an earlier process: replay everything.
 		gap, after = true, 0

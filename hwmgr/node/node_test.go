@@ -395,3 +395,15 @@ func TestApplyForInternalCallers(t *testing.T) {
 		t.Fatalf("Apply on a missing drive: %v", err)
 	}
 }
+
+func TestSubscribeNew(t *testing.T) {
+	b := NewBus(8, 8)
+	b.Publish("old", "", testTime(), nil)
+	ch, cancel := b.SubscribeNew()
+	defer cancel()
+	b.Publish("new", "", testTime(), nil)
+	got := drain(ch)
+	if len(got) != 1 || got[0].Type != "new" || got[0].ID != 2 {
+		t.Fatalf("got %+v", got)
+	}
+}
