@@ -147,7 +147,8 @@ func (d *Drive) ID() string {
 // counts real disks only: SATA, SAS, NVMe, virtio, SCSI, USB and MMC disks
 // with a non-zero size. Never counted: partitions, device-mapper (dm-*), md
 // RAID, optical drives (sr*, SCSI type 5), floppies, zram, ram disks, nbd,
-// hidden NVMe multipath paths, and loop devices unless Loop is set.
+// hidden NVMe multipath paths, null_blk test devices (nullb*), and loop
+// devices unless Loop is set.
 type Filter struct {
 	// Loop counts attached loop devices (tests).
 	Loop bool
@@ -296,7 +297,7 @@ func (s *Scanner) candidate(name string) bool {
 			return false
 		}
 	}
-	for _, p := range []string{"dm-", "md", "sr", "zram", "ram", "fd", "nbd", "ublkb", "rbd", "mtdblock", "pmem"} {
+	for _, p := range []string{"dm-", "md", "sr", "zram", "ram", "fd", "nbd", "ublkb", "rbd", "mtdblock", "pmem", "nullb"} {
 		if strings.HasPrefix(name, p) {
 			return false
 		}

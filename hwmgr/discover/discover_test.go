@@ -363,7 +363,7 @@ func TestLocateLED(t *testing.T) {
 // kernel's tree, not a hand-made one, with no udev.
 func TestFixtureQEMUGuest(t *testing.T) {
 	got := scanByName(t, fixtureScanner(t, "testdata/qemu-guest", Filter{}))
-	if want := []string{"nvme0n1", "nvme1n1", "sda", "sdb", "vda"}; !slices.Equal(names(got), want) {
+	if want := []string{"nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "vda"}; !slices.Equal(names(got), want) {
 		t.Fatalf("drives = %v, want %v", names(got), want)
 	}
 	type want struct {
@@ -379,6 +379,9 @@ func TestFixtureQEMUGuest(t *testing.T) {
 		"sda":     {"DISC-SATA", "STOWAGE SATA HDD", "ahci", TransportSATA, 256 << 20, ZonedNone, []string{"ata-STOWAGE_SATA_HDD_DISC-SATA"}},
 		"sdb":     {"DISC-VSCSI", "STOWAGE SCSI", "virtio_scsi", TransportSCSI, 128 << 20, ZonedNone, []string{"scsi-0QEMU_STOWAGE_SCSI_DISC-VSCSI"}},
 		"vda":     {"DISC-VBLK", "", "virtio_blk", TransportVirtio, 128 << 20, ZonedNone, []string{"virtio-DISC-VBLK"}},
+		// scsi_debug zbc=managed: the kernel's SCSI ZBC path, as SMR drives take it.
+		"sdc": {"16000", "scsi_debug", "scsi_debug", TransportSCSI, 512 << 20, ZonedHostManaged,
+			[]string{"wwn-0x3333333000003e80", "scsi-33333333000003e80"}},
 	} {
 		d := got[name]
 		g := want{d.Serial, d.Model, d.HostDriver, d.Transport, d.SizeBytes, d.Zoned, d.StableIDs}
@@ -390,6 +393,10 @@ func TestFixtureQEMUGuest(t *testing.T) {
 	if z.ZoneSizeBytes != 64<<20 || z.ZoneCount != 16 || z.MaxOpenZones != 14 || z.MaxActiveZones != 15 ||
 		z.LogicalSectorSize != 4096 || z.NVMe == nil || z.NVMe.Controller != "nvme0" || z.NVMe.NSID != 1 || z.NVMe.Transport != "pcie" {
 		t.Errorf("ZNS namespace: %+v %+v", z, z.NVMe)
+	}
+	smr := got["sdc"]
+	if smr.ZoneSizeBytes != 64<<20 || smr.ZoneCount != 8 || smr.MaxOpenZones != 3 || smr.WWN != "0x3333333000003e80" || smr.Vendor != "Linux" {
+		t.Errorf("scsi_debug SMR: %+v", smr)
 	}
 	// QEMU's NVMe has no EUI-64/NGUID: the kernel's synthesized "nvme."
 	// wwid is not a WWN.

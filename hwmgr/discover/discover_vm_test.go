@@ -16,7 +16,9 @@ import (
 // TestVMDiscovery boots one guest with an NVMe ZNS namespace, a
 // conventional NVMe, a SATA disk on AHCI, a virtio-blk and a virtio-scsi
 // disk, and checks each is found with its transport, serial and geometry
-// (no udev in the guest: stable ids are derived). Then the host pulls the
+// (no udev in the guest: stable ids are derived), plus a host-managed SMR
+// SCSI disk from scsi_debug (zbc=managed), the kernel's own ZBC code path
+// that real SMR drives take. Then the host pulls the
 // virtio-blk disk and plugs a new one; the netlink watcher in the guest
 // reports both and the next scan agrees.
 func TestVMDiscovery(t *testing.T) {
@@ -29,6 +31,7 @@ func TestVMDiscovery(t *testing.T) {
 			{Kind: qemu.VirtioBlk, ID: "vblk", Serial: "DISC-VBLK", Size: 128 << 20},
 			{Kind: qemu.SCSI, ID: "vscsi", Serial: "DISC-VSCSI", Model: "STOWAGE SCSI", Size: 128 << 20},
 		},
+		Modules: []qemu.Module{{Name: "scsi_debug", Params: "zbc=managed dev_size_mb=512 zone_size_mb=64 zone_nr_conv=1"}},
 		Host: func(ctx context.Context, vm *qemu.VM) error {
 			if err := vm.WaitMark(ctx, "watching"); err != nil {
 				return err
@@ -55,6 +58,9 @@ func TestVMDiscovery(t *testing.T) {
 			if _, err := g.Device(sn); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if _, err := g.WaitModel("scsi_debug"); err != nil {
+			t.Fatal(err)
 		}
 		s := discover.NewScanner(discover.Config{})
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -103,8 +109,20 @@ func TestVMDiscovery(t *testing.T) {
 		if m := bySerial["DISC-SATA"].Model; m != "STOWAGE SATA HDD" {
 			t.Errorf("SATA model %q", m)
 		}
-		if len(first.Drives) != 5 {
-			t.Errorf("%d drives, want 5", len(first.Drives))
+		var smr *discover.Drive
+		for i, d := range first.Drives {
+			if d.Model == "scsi_debug" {
+				smr = &first.Drives[i]
+			}
+		}
+		if smr == nil {
+			t.Errorf("scsi_debug SMR disk not discovered")
+		} else if smr.Transport != discover.TransportSCSI || smr.HostDriver != "scsi_debug" || smr.Zoned != discover.ZonedHostManaged ||
+			smr.ZoneSizeBytes != 64<<20 || smr.ZoneCount != 8 || smr.SizeBytes != 512<<20 || smr.Serial == "" {
+			t.Errorf("scsi_debug SMR disk: %+v", *smr)
+		}
+		if len(first.Drives) != 6 {
+			t.Errorf("%d drives, want 6", len(first.Drives))
 		}
 
 		if os.Getenv(captureEnv) != "" {
@@ -112,7 +130,7 @@ func TestVMDiscovery(t *testing.T) {
 		}
 		g.Mark("watching")
 		u := next(t, updates)
-		if u.Reason != "uevent" || len(u.Diff.Removed) != 1 || u.Diff.Removed[0].Serial != "DISC-VBLK" || len(u.Drives) != 4 {
+		if u.Reason != "uevent" || len(u.Diff.Removed) != 1 || u.Diff.Removed[0].Serial != "DISC-VBLK" || len(u.Drives) != 5 {
 			t.Fatalf("after unplug: %s removed %v, %d drives", u.Reason, u.Diff.Removed, len(u.Drives))
 		}
 		g.Mark("removed")
