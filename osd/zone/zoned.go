@@ -278,11 +278,8 @@ func (d *Zoned) ReportZones(ctx context.Context, first, n int) ([]Zone, error) {
 		}
 		next := first + len(out)
 		want := min(n-len(out), reportBatch)
-		clear(buf)
-		binary.NativeEndian.PutUint64(buf[0:], uint64(d.info.ZoneStart(next))>>sectorShift)
-		binary.NativeEndian.PutUint32(buf[8:], uint32(want))
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, d.f.Fd(), BLKREPORTZONE, uintptr(unsafe.Pointer(&buf[0]))); e != 0 {
-			return nil, fmt.Errorf("zones from %d: %w", next, d.ioctlErr("BLKREPORTZONE", e))
+		if err := d.reportRaw(buf[:reportHeaderSize+want*blkZoneSize], next); err != nil {
+			return nil, err
 		}
 		zs, err := decodeReport(buf[:reportHeaderSize+want*blkZoneSize], d.info.ZoneSize)
 		if err != nil {
@@ -299,6 +296,18 @@ func (d *Zoned) ReportZones(ctx context.Context, first, n int) ([]Zone, error) {
 		out = append(out, zs[:min(len(zs), n-len(out))]...)
 	}
 	return out, nil
+}
+
+// reportRaw runs BLKREPORTZONE from zone first into buf, which has room
+// for (len(buf)-16)/64 zones.
+func (d *Zoned) reportRaw(buf []byte, first int) error {
+	clear(buf)
+	binary.NativeEndian.PutUint64(buf[0:], uint64(d.info.ZoneStart(first))>>sectorShift)
+	binary.NativeEndian.PutUint32(buf[8:], uint32((len(buf)-reportHeaderSize)/blkZoneSize))
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, d.f.Fd(), BLKREPORTZONE, uintptr(unsafe.Pointer(&buf[0]))); e != 0 {
+		return fmt.Errorf("zones from %d: %w", first, d.ioctlErr("BLKREPORTZONE", e))
+	}
+	return nil
 }
 
 // ReadAt implements Device.

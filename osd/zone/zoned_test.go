@@ -2,7 +2,10 @@ package zone
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -179,4 +182,45 @@ func FuzzDecodeReport(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeReportRealCaptures decodes BLKREPORTZONE buffers that
+// TestVMZoned captured from the kernel (Debian 6.1) after a 64 KiB write at
+// the start of the first sequential zone: null_blk and scsi_debug with one
+// conventional zone (scsi_debug reports its WP as all ones), QEMU ZNS with
+// 48 MiB of capacity in 64 MiB zones.
+func TestDecodeReportRealCaptures(t *testing.T) {
+	seq := func(i int, capa, written int64, cond Cond) Zone {
+		s := int64(i) * 64 * mib
+		return Zone{Index: i, Start: s, Len: 64 * mib, Capacity: capa, WP: s + written, Type: TypeSeqWriteRequired, Cond: cond}
+	}
+	conv := Zone{Index: 0, Start: 0, Len: 64 * mib, Capacity: 64 * mib, WP: 64 * mib, Type: TypeConventional, Cond: CondNotWP}
+	withConv := []Zone{conv, seq(1, 64*mib, 64<<10, CondImpOpen), seq(2, 64*mib, 0, CondEmpty), seq(3, 64*mib, 0, CondEmpty)}
+	for _, tc := range []struct {
+		file string
+		want []Zone
+	}{
+		{"null_blk", withConv},
+		{"scsi_debug", withConv},
+		{"zns", []Zone{seq(0, 48*mib, 64<<10, CondImpOpen), seq(1, 48*mib, 0, CondEmpty), seq(2, 48*mib, 0, CondEmpty), seq(3, 48*mib, 0, CondEmpty)}},
+	} {
+		h, err := os.ReadFile(filepath.Join("testdata", "report", tc.file+".hex"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := hex.DecodeString(strings.TrimSpace(string(h)))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		if binary.NativeEndian.Uint32(b[12:])&blkZoneRepCapacity == 0 {
+			t.Errorf("%s: the kernel did not set BLK_ZONE_REP_CAPACITY", tc.file)
+		}
+		got, err := decodeReport(b, 64*mib)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", tc.file, got, tc.want)
+		}
+	}
 }

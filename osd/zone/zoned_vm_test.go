@@ -121,6 +121,13 @@ func vmZonedDevice(t *testing.T, path string, want Info, conv int, capacity int6
 	if zn := report1(t, z, seq); zn.WP != start+int64(len(p)) || zn.Cond != CondImpOpen {
 		t.Fatalf("after a 64 KiB write at the start: %+v", zn)
 	}
+	// A raw report of the first four zones, for the golden files under
+	// testdata/report (TestDecodeReportRealCaptures).
+	raw := make([]byte, reportHeaderSize+4*blkZoneSize)
+	if err := z.reportRaw(raw, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report-capture %s zone-size %d: %x", path, want.ZoneSize, raw)
 	for name, off := range map[string]int64{"past the WP": start + int64(len(p)) + 4096, "behind the WP": start} {
 		_, err := z.WriteAt(p[:4096], off)
 		if !errors.Is(err, syscall.EIO) && !errors.Is(err, syscall.EREMOTEIO) {
