@@ -2,6 +2,7 @@ package iostat
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,9 +32,16 @@ func attachLoop(t testing.TB, dir string, size int64) string {
 	}
 	must(t, f.Truncate(size))
 	f.Close()
-	out, err := exec.Command("losetup", "--find", "--show", f.Name()).CombinedOutput()
+	return attachLoopOn(t, f.Name())
+}
+
+// attachLoopOn makes a direct-I/O loop device over backing (a file or a
+// block device); cleanup detaches exactly that device.
+func attachLoopOn(t testing.TB, backing string) string {
+	t.Helper()
+	out, err := exec.Command("losetup", "--find", "--show", "--direct-io=on", backing).CombinedOutput()
 	if err != nil {
-		t.Fatalf("losetup --find --show %s: %v: %s", f.Name(), err, out)
+		t.Fatalf("losetup --find --show %s: %v: %s", backing, err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() {
@@ -129,4 +137,73 @@ func TestLoopCountersMove(t *testing.T) {
 	if q.NrRequests == 0 || q.Scheduler == "" || q.MaxSectorsKB == 0 {
 		t.Errorf("queue %+v", q)
 	}
+}
+
+// TestLoopSlowSibling builds five identical "drives" (each a loop device
+// over its own base loop device), makes one slow with cgroup v1 blkio
+// throttling of its base device (1 MiB/s for the readers' cgroup), reads
+// 1 MiB from each in 16 KiB direct reads, and checks that the outlier rule
+// names exactly the throttled drive, from real /proc/diskstats counters.
+func TestLoopSlowSibling(t *testing.T) {
+	needRoot(t)
+	const blkio = "/sys/fs/cgroup/blkio"
+	if _, err := os.Stat(filepath.Join(blkio, "blkio.throttle.read_bps_device")); err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skipf("no cgroup v1 blkio throttling here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var drives, bases []string
+	for range 5 {
+		base := attachLoop(t, dir, 8<<20)
+		bases = append(bases, base)
+		drives = append(drives, attachLoopOn(t, "/dev/"+base))
+	}
+	slow, slowBase := drives[4], bases[4]
+	cg := filepath.Join(blkio, fmt.Sprintf("stowage-iostat-%d", os.Getpid()))
+	must(t, os.Mkdir(cg, 0o755))
+	t.Cleanup(func() {
+		if err := os.Remove(cg); err != nil {
+			t.Errorf("remove cgroup %s: %v", cg, err)
+		}
+	})
+	majmin, err := os.ReadFile("/sys/block/" + slowBase + "/dev")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(cg, "blkio.throttle.read_bps_device"),
+		[]byte(strings.TrimSpace(string(majmin))+" 1048576"), 0o644))
+
+	r, err := NewReader(Config{})
+	must(t, err)
+	ctx := context.Background()
+	before, err := r.Sample(ctx)
+	must(t, err)
+	var readers []*exec.Cmd
+	for _, d := range drives {
+		// The shell joins the cgroup, then becomes dd: every read is issued
+		// from inside it (and the loop worker charges the base device's
+		// reads to it).
+		cmd := exec.Command("sh", "-c", fmt.Sprintf("echo $$ > %s/cgroup.procs && exec dd if=/dev/%s of=/dev/null bs=16k count=64 iflag=direct status=none", cg, d))
+		must(t, cmd.Start())
+		readers = append(readers, cmd)
+	}
+	for i, cmd := range readers {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("dd on %s: %v", drives[i], err)
+		}
+	}
+	after, err := r.Sample(ctx)
+	must(t, err)
+	rates, err := Rates(before, after)
+	must(t, err)
+	models := map[string]string{}
+	for _, d := range drives {
+		models[d] = "stowage-loop"
+		t.Logf("%s: %d reads, %.2f ms average", d, rates[d].ReadOps, rates[d].ReadLatencyMs)
+	}
+	out := Outliers(rates, models, Rule{MinOps: 32})
+	if len(out) != 1 || out[0].Drive != slow || out[0].Op != "read" || out[0].GroupSize != 5 {
+		t.Fatalf("outliers %v, want only %s (read)", out, slow)
+	}
+	t.Log(out[0])
 }
