@@ -58,6 +58,13 @@ type Finding struct {
 	Len    int64  `json:"len"`    // bytes from Offset that make up the signature (zero them to remove it)
 	Detail string `json:"detail,omitempty"`
 	Ours   bool   `json:"ours,omitempty"` // hwmgr's own label
+	// InLabelArea: the signature lies in the label area (the first 2 MiB,
+	// or a LabelOffsets region) outside every record of ours: someone
+	// wrote over where our label lives. Such a finding makes the drive
+	// foreign even when a label record of ours survives elsewhere.
+	InLabelArea bool `json:"in_label_area,omitempty"`
+
+	sig int64 // where the identifying bytes are
 }
 
 // Report is what Detect found.
@@ -72,11 +79,16 @@ func (r Report) Ours() bool {
 	return slices.ContainsFunc(r.Findings, func(f Finding) bool { return f.Ours })
 }
 
-// Foreign reports whether the device holds something not ours and no label
-// of ours. A drive with a valid label of ours is ours: leftovers elsewhere
-// (and bytes of our own data in the tail that happen to look like a
-// signature) do not make it foreign. They stay listed in Findings.
-func (r Report) Foreign() bool { return !r.Ours() && len(r.Kinds()) > 0 }
+// Foreign reports whether the device holds something not ours: any
+// foreign finding when there is no label of ours, and with a label of
+// ours a finding in the label area (someone wrote over it). Leftovers
+// outside the label area (an old GPT backup, OSD data in the tail that
+// happens to look like a signature) do not make a labelled drive foreign;
+// they stay listed in Findings.
+func (r Report) Foreign() bool {
+	ours := r.Ours()
+	return slices.ContainsFunc(r.Findings, func(f Finding) bool { return !f.Ours && (!ours || f.InLabelArea) })
+}
 
 // Kinds returns the distinct kinds of the foreign findings, in order of
 // first appearance (for lifecycle.Drive.Foreign).
@@ -154,6 +166,13 @@ type device struct {
 	size int64
 	ws   []window
 	out  []Finding
+
+	areas []Range // the label regions read
+	ours  []Range // records of ours in them, valid or torn
+}
+
+func within(rs []Range, off int64) bool {
+	return slices.ContainsFunc(rs, func(r Range) bool { return off >= r.Off && off < r.Off+r.Len })
 }
 
 // at returns the n bytes at device offset off, or nil if they were not
@@ -183,8 +202,10 @@ func (d *device) u32(off int64) (uint32, bool) {
 	return binary.LittleEndian.Uint32(b), true
 }
 
-func (d *device) add(kind string, off, n int64, detail string) {
-	d.out = append(d.out, Finding{Kind: kind, Offset: off, Len: n, Detail: detail})
+// add records a finding: its structure at [off, off+n), its identifying
+// bytes (magic) at sig.
+func (d *device) add(kind string, off, n, sig int64, detail string) {
+	d.out = append(d.out, Finding{Kind: kind, Offset: off, Len: n, Detail: detail, sig: sig})
 }
 
 func detect(size int64, head, tail window, extra []window) Report {
@@ -200,6 +221,11 @@ func detect(size int64, head, tail window, extra []window) Report {
 	d.zfs()
 	d.swap()
 	d.bootSectors()
+	// Bytes inside our own records are ours, whatever they look like.
+	d.out = slices.DeleteFunc(d.out, func(f Finding) bool { return !f.Ours && within(d.ours, f.sig) })
+	for i := range d.out {
+		d.out[i].InLabelArea = !d.out[i].Ours && within(d.areas, d.out[i].sig)
+	}
 	slices.SortStableFunc(d.out, func(a, b Finding) int {
 		if a.Offset != b.Offset {
 			if a.Offset < b.Offset {
@@ -228,12 +254,17 @@ func (d *device) label(starts []int64) {
 		if b == nil {
 			continue
 		}
+		d.areas = append(d.areas, Range{start, int64(len(b))})
 		var best label.Record
 		var bestOff, bestLen int64
 		for off := 0; off+label.BlockSize <= len(b); {
 			if !label.HasMagic(b[off:]) {
 				off += label.BlockSize
 				continue
+			}
+			if _, l, ok := label.PeekHeader(b[off:]); ok {
+				// Ours, valid or torn: nothing in it is a foreign signature.
+				d.ours = append(d.ours, Range{start + int64(off), int64(l)})
 			}
 			r, n, err := label.DecodeRecord(b[off:])
 			if err != nil {
@@ -276,9 +307,9 @@ func (d *device) partitions() {
 	}
 	switch {
 	case protective:
-		d.add(KindPMBR, 0, 512, "protective MBR (type 0xee)")
+		d.add(KindPMBR, 0, 512, 510, "protective MBR (type 0xee)")
 	case n > 0:
-		d.add(KindMBR, 0, 512, fmt.Sprintf("%d partitions", n))
+		d.add(KindMBR, 0, 512, 510, fmt.Sprintf("%d partitions", n))
 	}
 }
 
@@ -293,10 +324,10 @@ func isVBR(s []byte) bool {
 func (d *device) gpt() {
 	for _, ss := range []int64{512, 4096} {
 		if d.has(ss, "EFI PART") {
-			d.add(KindGPT, ss, ss, fmt.Sprintf("primary header, %d-byte sectors", ss))
+			d.add(KindGPT, ss, ss, ss, fmt.Sprintf("primary header, %d-byte sectors", ss))
 		}
 		if d.size >= 2*ss && d.size%ss == 0 && d.has(d.size-ss, "EFI PART") {
-			d.add(KindGPT, d.size-ss, ss, fmt.Sprintf("backup header, %d-byte sectors", ss))
+			d.add(KindGPT, d.size-ss, ss, d.size-ss, fmt.Sprintf("backup header, %d-byte sectors", ss))
 		}
 	}
 }
@@ -323,7 +354,7 @@ func (d *device) ext() {
 	case compat&0x4 != 0: // has_journal
 		kind = KindExt3
 	}
-	d.add(kind, 1024, 1024, fmt.Sprintf("block size %d", 1024<<logBlock))
+	d.add(kind, 1024, 1024, 1080, fmt.Sprintf("block size %d", 1024<<logBlock))
 }
 
 // simple signatures at fixed offsets.
@@ -355,7 +386,7 @@ func (d *device) simple() {
 			case KindCramFS:
 				off -= 16
 			}
-			d.add(s.kind, off, s.n, s.detail)
+			d.add(s.kind, off, s.n, s.off, s.detail)
 		}
 	}
 }
@@ -364,7 +395,7 @@ func (d *device) simple() {
 func (d *device) lvm() {
 	for s := int64(0); s < 4; s++ {
 		if d.has(s*512, "LABELONE") && d.has(s*512+24, "LVM2 001") {
-			d.add(KindLVM2, s*512, 512, fmt.Sprintf("physical volume label in sector %d", s))
+			d.add(KindLVM2, s*512, 512, s*512, fmt.Sprintf("physical volume label in sector %d", s))
 		}
 	}
 }
@@ -384,14 +415,14 @@ func (d *device) md() {
 	} {
 		if v, ok := d.u32(c.off); ok && v == mdMagic && d.size >= 64<<10 {
 			if m, _ := d.u32(c.off + 4); m == 1 { // major_version
-				d.add(KindMD, c.off, 4096, c.detail)
+				d.add(KindMD, c.off, 4096, c.off, c.detail)
 			}
 		}
 	}
 	if d.size >= 128<<10 {
 		off := (d.size &^ (64<<10 - 1)) - 64<<10
 		if b := d.at(off, 4); b != nil && (binary.LittleEndian.Uint32(b) == mdMagic || binary.BigEndian.Uint32(b) == mdMagic) {
-			d.add(KindMD, off, 4096, "v0.90 superblock")
+			d.add(KindMD, off, 4096, off, "v0.90 superblock")
 		}
 	}
 }
@@ -400,7 +431,7 @@ var bcacheMagic = []byte{0xc6, 0x85, 0x73, 0xf6, 0x4e, 0x1a, 0x45, 0xca, 0x82, 0
 
 func (d *device) bcache() {
 	if b := d.at(4096+24, 16); b != nil && bytes.Equal(b, bcacheMagic) {
-		d.add(KindBcache, 4096, 4096, "superblock")
+		d.add(KindBcache, 4096, 4096, 4096+24, "superblock")
 	}
 }
 
@@ -426,7 +457,7 @@ func (d *device) zfs() {
 				break
 			}
 			if binary.LittleEndian.Uint64(b) == zfsUberMagic || binary.BigEndian.Uint64(b) == zfsUberMagic {
-				d.add(KindZFS, lo, zfsLabelSize, fmt.Sprintf("vdev label %d (uberblock at +%d)", i, s))
+				d.add(KindZFS, lo, zfsLabelSize, lo+s, fmt.Sprintf("vdev label %d (uberblock at +%d)", i, s))
 				break
 			}
 		}
@@ -438,7 +469,7 @@ func (d *device) zfs() {
 func (d *device) swap() {
 	for _, ps := range []int64{4096, 8192, 16384, 65536} {
 		if d.has(ps-10, "SWAPSPACE2") || d.has(ps-10, "SWAP-SPACE") {
-			d.add(KindSwap, 0, ps, fmt.Sprintf("%d-byte pages", ps))
+			d.add(KindSwap, 0, ps, ps-10, fmt.Sprintf("%d-byte pages", ps))
 		}
 	}
 }
@@ -451,11 +482,11 @@ func (d *device) bootSectors() {
 	}
 	switch {
 	case string(s[3:11]) == "NTFS    ":
-		d.add(KindNTFS, 0, 512, "boot sector")
+		d.add(KindNTFS, 0, 512, 3, "boot sector")
 	case string(s[3:11]) == "EXFAT   ":
-		d.add(KindExFAT, 0, 512, "boot sector")
+		d.add(KindExFAT, 0, 512, 3, "boot sector")
 	case s[510] == 0x55 && s[511] == 0xaa && isVBR(s):
-		d.add(KindFAT, 0, 512, "boot sector")
+		d.add(KindFAT, 0, 512, 510, "boot sector")
 	}
 }
 

@@ -1,6 +1,7 @@
 package foreign
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -88,6 +89,20 @@ func TestFixtures(t *testing.T) {
 		return b
 	}()
 
+	// A valid record of ours whose payload holds "EFI PART" at device
+	// offset 512 and an ext superblock magic at 1080.
+	mimic := func() []byte {
+		r := label.Record{Generation: 9, State: lifecycle.Ready, Payload: bytes.Repeat([]byte{'x'}, 2000)}
+		b, _ := label.Encode(&r)
+		at := bytes.Index(b, []byte("xxxx"))
+		copy(r.Payload[512-at:], "EFI PART")
+		copy(r.Payload[1080-at:], []byte{0x53, 0xef})
+		b, err := label.Encode(&r)
+		if err != nil || string(b[512:520]) != "EFI PART" {
+			t.Fatalf("mimic record: %v", err)
+		}
+		return b
+	}()
 	cases := []struct {
 		name    string
 		dev     *sparse
@@ -158,6 +173,11 @@ func TestFixtures(t *testing.T) {
 		{"zone 1 not named: label not seen", (&sparse{size: 512 * mib}).put(256*mib, labelRec), Options{}, nil, false},
 		{"our label and a leftover gpt backup: ours", (&sparse{size: odd}).put(0, labelRec).put(odd-512, []byte("EFI PART")), Options{},
 			[]at{{KindLabel, 0}, {KindGPT, odd - 512}}, false},
+		{"gpt written over region 0 of our label: foreign", (&sparse{size: odd}).put(label.RegionSize, labelRec).
+			put(0, bootSector(func(s []byte) { s[446+4], s[446+12] = 0xee, 1 })).put(512, []byte("EFI PART")), Options{},
+			[]at{{KindPMBR, 0}, {KindGPT, 512}, {KindLabel, label.RegionSize}}, true},
+		{"signatures inside our record are ours", (&sparse{size: odd}).put(0, mimic), Options{}, []at{{KindLabel, 0}}, false},
+		{"signatures inside a torn record of ours are ours", (&sparse{size: odd}).put(0, mimic[:1100]), Options{}, nil, false},
 		{"everything at once", (&sparse{size: odd}).put(0, []byte("XFSB")).put(65600, []byte("_BHRfS_M")).put(4096-10, []byte("SWAPSPACE2")).
 			put(4096+24, bcacheMagic), Options{}, []at{{KindXFS, 0}, {KindSwap, 0}, {KindBcache, 4096}, {KindBtrfs, 65536}}, true},
 	}

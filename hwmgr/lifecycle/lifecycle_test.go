@@ -169,7 +169,8 @@ func TestInitial(t *testing.T) {
 		{"", false, New},
 		{"", true, Foreign},
 		{Ready, false, Ready},
-		{InService, true, InService},
+		{InService, true, Foreign},
+		{InService, false, InService},
 	} {
 		if got := Initial(c.label, c.foreign); got != c.want {
 			t.Errorf("Initial(%q, %v) = %q, want %q", c.label, c.foreign, got, c.want)

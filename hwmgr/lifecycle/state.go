@@ -140,15 +140,17 @@ func Next(from State, a Action) (State, error) {
 }
 
 // Initial is the state of a drive seen for the first time in this boot:
-// the state its label records if it has one (labelState non-empty, even if
-// foreign signatures remain elsewhere on it: the label is ours), else
-// Foreign if anything not ours was found on it, else New.
+// Foreign if anything not ours was found on it (foreignFound is
+// hwmgr/foreign's Report.Foreign(), which already ignores leftovers outside
+// the label area of a labelled drive, so a foreign finding here means
+// someone wrote where our label lives), else the state its label records
+// (labelState non-empty), else New.
 func Initial(labelState State, foreignFound bool) State {
 	switch {
-	case labelState != "":
-		return labelState
 	case foreignFound:
 		return Foreign
+	case labelState != "":
+		return labelState
 	}
 	return New
 }
