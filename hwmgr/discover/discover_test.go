@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -114,6 +115,9 @@ func TestFixtureServer(t *testing.T) {
 	sdb := got["sdb"].Enclosure
 	if sdb == nil || sdb.Enclosure != "1:0:1:0" || sdb.Bay != "Slot 07" || sdb.Slot != 7 {
 		t.Fatalf("sdb enclosure = %+v", sdb)
+	}
+	if want := filepath.Join(fixture, "sys/class/enclosure/1:0:1:0/Slot 07/locate"); !strings.HasSuffix(sdb.LocatePath, want) {
+		t.Errorf("locate path %s, want …%s", sdb.LocatePath, want)
 	}
 	if b, err := os.ReadFile(sdb.LocatePath); err != nil || string(b) != "0\n" {
 		t.Errorf("locate file %s: %q %v", sdb.LocatePath, b, err)
@@ -402,5 +406,36 @@ func TestFixtureQEMUGuest(t *testing.T) {
 	// wwid is not a WWN.
 	if z.WWN != "" {
 		t.Errorf("ZNS WWN %q, want none", z.WWN)
+	}
+}
+
+// TestResolve: the one-readlink resolution equals EvalSymlinks for every
+// block device link and device link of the fixtures and of this machine.
+func TestResolve(t *testing.T) {
+	for _, sys := range []string{"testdata/server/sys", "testdata/qemu-guest/sys", "/sys"} {
+		links, _ := filepath.Glob(filepath.Join(sys, "block", "*"))
+		for _, l := range links {
+			real, err := resolve(l)
+			want, werr := filepath.EvalSymlinks(l)
+			if (err == nil) != (werr == nil) || (err == nil && real != want) {
+				t.Errorf("resolve(%s) = %q, %v; EvalSymlinks %q, %v", l, real, err, want, werr)
+				continue
+			}
+			dev := filepath.Join(real, "device")
+			if _, err := os.Lstat(dev); err != nil {
+				continue
+			}
+			got, err := resolve(dev)
+			want, werr = filepath.EvalSymlinks(dev)
+			if (err == nil) != (werr == nil) || (err == nil && got != want) {
+				t.Errorf("resolve(%s) = %q, %v; EvalSymlinks %q, %v", dev, got, err, want, werr)
+			}
+		}
+	}
+	if _, err := resolve("testdata/server/sys/block/nonexistent"); err == nil {
+		t.Error("resolve of a missing link: no error")
+	}
+	if p, err := resolve("testdata/server/sys/class"); err != nil || p != "testdata/server/sys/class" {
+		t.Errorf("resolve of a directory: %q, %v", p, err)
 	}
 }

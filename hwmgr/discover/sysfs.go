@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/jaypipes/ghw"
 	"github.com/jaypipes/ghw/pkg/block"
@@ -111,7 +112,7 @@ func sysUint(path ...string) uint64 {
 // device exists but does not count (hidden, empty, optical, filtered loop).
 func (s *Scanner) describe(name string, sc *scan) (Drive, bool, error) {
 	link := filepath.Join(s.sys, "block", name)
-	real, err := filepath.EvalSymlinks(link)
+	real, err := resolve(link)
 	if err != nil {
 		return Drive{}, false, fmt.Errorf("discover: resolve %s: %w", link, err)
 	}
@@ -129,7 +130,7 @@ func (s *Scanner) describe(name string, sc *scan) (Drive, bool, error) {
 	if sectors == 0 {
 		return Drive{}, false, nil
 	}
-	devDir, _ := filepath.EvalSymlinks(filepath.Join(real, "device"))
+	devDir, _ := resolve(filepath.Join(real, "device"))
 	if devDir != "" && sysAttr(devDir, "type") == "5" { // SCSI ROM
 		return Drive{}, false, nil
 	}
@@ -180,6 +181,31 @@ func (s *Scanner) describe(name string, sc *scan) (Drive, bool, error) {
 		d.IDSource = IDsNone
 	}
 	return d, true, nil
+}
+
+// resolve follows a sysfs link the way libudev does: one readlink, the
+// relative target joined to the link's directory, which must itself be a
+// canonical path (/sys/block, a device directory). sysfs links point
+// straight at canonical /sys/devices paths, so this equals EvalSymlinks
+// at a tenth of the syscalls; an absolute target (not made by the kernel)
+// falls back to EvalSymlinks. The result must exist.
+func resolve(link string) (string, error) {
+	target, err := os.Readlink(link)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && errors.Is(pe.Err, syscall.EINVAL) {
+			return link, nil // not a link: a real directory
+		}
+		return "", err
+	}
+	if filepath.IsAbs(target) {
+		return filepath.EvalSymlinks(link)
+	}
+	p := filepath.Join(filepath.Dir(link), target)
+	if _, err := os.Lstat(p); err != nil {
+		return "", err
+	}
+	return p, nil
 }
 
 // within reports whether path lies below dir.
@@ -355,29 +381,36 @@ type scan struct {
 // link once per scan (a JBOD has 60-100 components; resolving them per
 // drive would cost drives × components symlink walks).
 func (s *Scanner) slots() map[string]*Slot {
-	comps, _ := filepath.Glob(filepath.Join(s.sys, "class", "enclosure", "*", "*", "device"))
-	out := make(map[string]*Slot, len(comps))
-	for _, c := range comps {
-		target, err := filepath.EvalSymlinks(c)
+	// /sys/class/enclosure/<encl> is itself a link: resolve it first, so
+	// each component's relative device link is joined to a canonical path.
+	encls, _ := os.ReadDir(filepath.Join(s.sys, "class", "enclosure"))
+	out := map[string]*Slot{}
+	for _, e := range encls {
+		dir, err := resolve(filepath.Join(s.sys, "class", "enclosure", e.Name()))
 		if err != nil {
-			continue // empty slot or a dangling link
+			continue
 		}
-		comp := filepath.Dir(c)
-		slot := &Slot{
-			Enclosure: filepath.Base(filepath.Dir(comp)),
-			Bay:       filepath.Base(comp),
-			Slot:      -1,
+		comps, _ := os.ReadDir(dir)
+		for _, c := range comps {
+			comp := filepath.Join(dir, c.Name())
+			target, err := resolve(filepath.Join(comp, "device"))
+			if err != nil {
+				continue // not a component, an empty slot or a dangling link
+			}
+			slot := &Slot{Enclosure: e.Name(), Bay: c.Name(), Slot: -1}
+			if n, err := strconv.Atoi(sysAttr(comp, "slot")); err == nil {
+				slot.Slot = n
+			}
+			// LED paths are given by class, as operators know them.
+			byClass := filepath.Join(s.sys, "class", "enclosure", e.Name(), c.Name())
+			if _, err := os.Stat(filepath.Join(comp, "locate")); err == nil {
+				slot.LocatePath = filepath.Join(byClass, "locate")
+			}
+			if _, err := os.Stat(filepath.Join(comp, "fault")); err == nil {
+				slot.FaultPath = filepath.Join(byClass, "fault")
+			}
+			out[target] = slot
 		}
-		if n, err := strconv.Atoi(sysAttr(comp, "slot")); err == nil {
-			slot.Slot = n
-		}
-		if _, err := os.Stat(filepath.Join(comp, "locate")); err == nil {
-			slot.LocatePath = filepath.Join(comp, "locate")
-		}
-		if _, err := os.Stat(filepath.Join(comp, "fault")); err == nil {
-			slot.FaultPath = filepath.Join(comp, "fault")
-		}
-		out[target] = slot
 	}
 	return out
 }
