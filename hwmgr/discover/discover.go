@@ -43,11 +43,13 @@ type Zoned string
 
 // Zoned models.
 const (
-	ZonedNone          Zoned = "none"
-	ZonedHostAware     Zoned = "host-aware"
-	ZonedHostManaged   Zoned = "host-managed"
-	zonedUnknownPrefix       = "unknown:"
+	ZonedNone        Zoned = "none"
+	ZonedHostAware   Zoned = "host-aware"
+	ZonedHostManaged Zoned = "host-managed"
 )
+
+// zonedUnknownPrefix marks a queue/zoned value this package does not know.
+const zonedUnknownPrefix = "unknown:"
 
 // IDSource says where Drive.StableIDs came from.
 type IDSource string
@@ -67,7 +69,7 @@ const (
 // Drive is one whole block device that counts as a drive.
 type Drive struct {
 	Name    string `json:"name"`     // kernel name: sda, nvme0n1, vda, loop3
-	DevPath string `json:"dev_path"` // /dev/<name> below Config.DevRoot's view (always "/dev/<name>")
+	DevPath string `json:"dev_path"` // DevRoot/<name>: /dev/sda on a live system
 	// SysPath is the resolved device directory in sysfs (below SysRoot),
 	// e.g. /sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda.
 	SysPath   string   `json:"sys_path"`
