@@ -16,9 +16,11 @@
 // length. The caller writes at most once in flight per zone and keeps no
 // more zones open than Info.MaxOpen / Info.MaxActive allow.
 //
-// Wrappers in this package (a crashable in-memory device, an
-// error-injecting one) implement the same interface so that tests can cut
-// power and inject faults the way Pebble's vfs and errorfs do.
+// Open picks the kind from the device (sysfs queue/zoned). For tests, Mem
+// is an in-memory device that can lose power (Crash, CrashAt,
+// CrashReordered) and Faulty wraps any Device to inject errors and
+// corruption; both implement the same interface, the way Pebble's vfs and
+// errorfs do for files. README.md has the crash model.
 package zone
 
 import (
