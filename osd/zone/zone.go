@@ -149,7 +149,10 @@ type Device interface {
 	// Flush makes every completed write durable (a device cache flush).
 	Flush(ctx context.Context) error
 	// Reset empties zone i: its write pointer goes back to its start and
-	// its old contents are gone for every later read or scan.
+	// its old contents are gone for every later scan from the zone's
+	// start. Bytes past a zoned device's write pointer are not data: some
+	// devices (null_blk) still return the old bytes there, so never read
+	// past it.
 	Reset(ctx context.Context, i int) error
 	// Finish moves zone i to full, releasing its open/active resources.
 	Finish(ctx context.Context, i int) error
