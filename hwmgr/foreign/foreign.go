@@ -168,7 +168,7 @@ type device struct {
 	out  []Finding
 
 	areas []Range // the label regions read
-	ours  []Range // records of ours in them, valid or torn
+	ours  []Range // valid records of ours in them
 }
 
 func within(rs []Range, off int64) bool {
@@ -262,15 +262,15 @@ func (d *device) label(starts []int64) {
 				off += label.BlockSize
 				continue
 			}
-			if _, l, ok := label.PeekHeader(b[off:]); ok {
-				// Ours, valid or torn: nothing in it is a foreign signature.
-				d.ours = append(d.ours, Range{start + int64(off), int64(l)})
-			}
 			r, n, err := label.DecodeRecord(b[off:])
 			if err != nil {
+				// A damaged record's bytes may be someone else's now (sgdisk
+				// keeps the boot code area of sector 0, our header with it).
 				off += label.BlockSize
 				continue
 			}
+			// A valid record's bytes are ours, whatever they look like.
+			d.ours = append(d.ours, Range{start + int64(off), int64(n)})
 			if r.Generation > best.Generation {
 				best, bestOff, bestLen = r, int64(off), int64(n)
 			}

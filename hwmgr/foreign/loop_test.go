@@ -164,6 +164,10 @@ func TestRealTools(t *testing.T) {
 		{"our label", func(t *testing.T, dev string) { writeLabel(t, dev, 1) }, []at{{KindLabel, 0}}, false},
 		{"our label in both regions", func(t *testing.T, dev string) { writeLabel(t, dev, 300) },
 			[]at{{KindLabel, 255 * 4096}, {KindLabel, label.RegionSize + 43*4096}}, false},
+		{"sgdisk over our label, region 1 intact: foreign", func(t *testing.T, dev string) {
+			writeLabel(t, dev, 300)
+			run(t, "sgdisk", "-n", "1:2048:0", dev)
+		}, []at{{KindPMBR, 0}, {KindGPT, 512}, {KindLabel, 255 * 4096}, {KindLabel, label.RegionSize + 43*4096}, {KindGPT, end - 512}}, true},
 		{"ext4 made over our label", func(t *testing.T, dev string) {
 			writeLabel(t, dev, 1)
 			run(t, "mkfs.ext4", "-q", "-F", dev)

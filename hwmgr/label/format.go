@@ -482,20 +482,3 @@ func (d *decoder) str(field string, limit int) string {
 	}
 	return string(d.take(n))
 }
-
-// PeekHeader reads the header of a block that starts with the label magic
-// without checking the checksum: a torn record's header still says which
-// generation it was and how far it reaches. length is the declared record
-// length when it is plausible, else BlockSize. ok is false when b does not
-// start with a version-1 header.
-func PeekHeader(b []byte) (gen uint64, length int, ok bool) {
-	if len(b) < HeaderSize || !HasMagic(b) || binary.LittleEndian.Uint16(b[offVersion:]) != Version ||
-		binary.LittleEndian.Uint16(b[offHdrLen:]) != HeaderSize {
-		return 0, 0, false
-	}
-	length = int(binary.LittleEndian.Uint32(b[offRecLen:]))
-	if length < BlockSize || length > MaxRecordSize || length%BlockSize != 0 {
-		length = BlockSize
-	}
-	return binary.LittleEndian.Uint64(b[offGen:]), length, true
-}
