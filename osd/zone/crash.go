@@ -52,6 +52,11 @@ type MemOptions struct {
 	// Flavor picks whose behaviour a zoned Mem copies where kernels and
 	// drives differ. Default FlavorNullBlk.
 	Flavor Flavor
+	// StaleReads makes a zoned Mem return, past a zone's write pointer,
+	// the bytes that were there before the zone's last reset, as null_blk
+	// does, instead of zeros: a test with it on catches a reader that
+	// trusts bytes past the write pointer.
+	StaleReads bool
 }
 
 // Flavor names a zoned device whose corner cases a zoned Mem copies. The
@@ -124,8 +129,8 @@ func (o *MemOptions) fill() error {
 		return fmt.Errorf("zone: mem device: zone capacity %d not a multiple of block size %d within zone size %d", o.ZoneCapacity, o.BlockSize, o.ZoneSize)
 	case o.Flavor < FlavorNullBlk || o.Flavor > FlavorZNS:
 		return fmt.Errorf("zone: mem device: bad flavor %v", o.Flavor)
-	case o.Kind != KindZoned && (o.ConvZones != 0 || o.ZoneCapacity != o.ZoneSize || o.MaxOpen != 0 || o.MaxActive != 0):
-		return fmt.Errorf("zone: mem device: conventional zones, zone capacity and open limits need KindZoned")
+	case o.Kind != KindZoned && (o.ConvZones != 0 || o.ZoneCapacity != o.ZoneSize || o.MaxOpen != 0 || o.MaxActive != 0 || o.StaleReads):
+		return fmt.Errorf("zone: mem device: conventional zones, zone capacity, open limits and stale reads need KindZoned")
 	}
 	return nil
 }
@@ -526,7 +531,9 @@ func (m *Mem) apply(s *memState, op memOp) {
 	switch op.kind {
 	case memReset:
 		z := &s.zones[op.zone]
-		z.blocks = map[int64][]byte{}
+		if !m.opts.StaleReads {
+			z.blocks = map[int64][]byte{}
+		}
 		z.wp, z.cond = 0, CondEmpty
 	case memFinish:
 		z := &s.zones[op.zone]
@@ -662,7 +669,8 @@ func (m *Mem) ReportZones(_ context.Context, first, n int) ([]Zone, error) {
 }
 
 // ReadAt implements Device. Bytes never written, and bytes past a zoned
-// zone's write pointer, read as zeros.
+// zone's write pointer, read as zeros (or as the old bytes, with
+// StaleReads).
 func (m *Mem) ReadAt(p []byte, off int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -861,3 +861,36 @@ func TestMemPowerCutDuringWrite(t *testing.T) {
 		})
 	}
 }
+
+func TestMemStaleReads(t *testing.T) {
+	ctx := context.Background()
+	for _, stale := range []bool{false, true} {
+		m := newMem(t, MemOptions{Kind: KindZoned, ZoneSize: 64 << 10, NumZones: 2, StaleReads: stale})
+		if _, err := m.WriteAt(fill(8192, 1), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Reset(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.WriteAt(fill(4096, 2), 0); err != nil {
+			t.Fatal(err)
+		}
+		if z := zoneOf(t, m, 0); z.WP != 4096 {
+			t.Fatalf("stale %v: WP %d", stale, z.WP)
+		}
+		got := AlignedBlock(8192)
+		if _, err := m.ReadAt(got, 0); err != nil {
+			t.Fatal(err)
+		}
+		past := make([]byte, 4096)
+		if stale {
+			past = fill(8192, 1)[4096:]
+		}
+		if !bytes.Equal(got[:4096], fill(4096, 2)) || !bytes.Equal(got[4096:], past) {
+			t.Fatalf("stale %v: bytes past the WP are not what the flavor promises", stale)
+		}
+	}
+	if _, err := NewMem(MemOptions{Kind: KindEmulated, StaleReads: true}); err == nil {
+		t.Fatal("StaleReads accepted on emulated zones")
+	}
+}
