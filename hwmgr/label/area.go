@@ -70,17 +70,23 @@ type Area struct {
 	maxGen  uint64 // highest generation in any record header seen, torn ones too
 	stale   bool   // a write failed: rescan before the next one
 	now     func() time.Time
+	name    string // for errors
 }
 
 // Options configure an Area. The zero value is ready to use.
 type Options struct {
 	// Now is the clock for record times; nil means time.Now.
 	Now func() time.Time
+	// Name names the device in errors (Open uses the zone.Device's path).
+	Name string
 }
 
 // Open opens the label area of a zone.Device: zones 0 and 1 of a zoned
 // device, else two fixed regions at bytes 0 and RegionSize.
 func Open(ctx context.Context, d zone.Device, opts Options) (*Area, error) {
+	if opts.Name == "" {
+		opts.Name = d.Info().Path
+	}
 	if d.Info().Kind == zone.KindZoned {
 		return OpenZoned(ctx, d, opts)
 	}
@@ -110,10 +116,10 @@ func OpenZoned(ctx context.Context, d ZonedDevice, opts Options) (*Area, error) 
 	a.zdev = d
 	zs, err := d.ReportZones(ctx, 0, 2)
 	if err != nil {
-		return nil, fmt.Errorf("label: report zones 0-1: %w", err)
+		return nil, fmt.Errorf("label: %s: report zones 0-1: %w", a.name, err)
 	}
 	if len(zs) != 2 {
-		return nil, fmt.Errorf("label: device reports %d zones, the label area needs 2", len(zs))
+		return nil, fmt.Errorf("label: %s: device reports %d zones, the label area needs 2", a.name, len(zs))
 	}
 	for i, z := range zs {
 		c := min(z.Capacity, RegionSize)
@@ -122,7 +128,7 @@ func OpenZoned(ctx context.Context, d ZonedDevice, opts Options) (*Area, error) 
 		}
 		c -= c % BlockSize
 		if c < MaxRecordSize {
-			return nil, fmt.Errorf("label: zone %d holds %d bytes, a record may take %d", i, c, MaxRecordSize)
+			return nil, fmt.Errorf("label: %s: zone %d holds %d bytes, a record may take %d", a.name, i, c, MaxRecordSize)
 		}
 		a.regions[i] = region{start: z.Start, cap: c, zone: i, seq: z.Type != zone.TypeConventional}
 	}
@@ -133,7 +139,10 @@ func OpenZoned(ctx context.Context, d ZonedDevice, opts Options) (*Area, error) 
 }
 
 func newArea(d Device, opts Options) *Area {
-	a := &Area{dev: d, now: opts.Now}
+	a := &Area{dev: d, now: opts.Now, name: opts.Name}
+	if a.name == "" {
+		a.name = "device"
+	}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -149,10 +158,10 @@ func (a *Area) scan(ctx context.Context) error {
 	if a.zdev != nil {
 		zs, err := a.zdev.ReportZones(ctx, 0, 2)
 		if err != nil {
-			return fmt.Errorf("label: report zones 0-1: %w", err)
+			return fmt.Errorf("label: %s: report zones 0-1: %w", a.name, err)
 		}
 		if len(zs) != 2 {
-			return fmt.Errorf("label: device reports %d zones, the label area needs 2", len(zs))
+			return fmt.Errorf("label: %s: device reports %d zones, the label area needs 2", a.name, len(zs))
 		}
 		for i := range a.regions {
 			if a.regions[i].seq {
@@ -198,7 +207,7 @@ func (a *Area) scanRegion(i int) error {
 	}
 	buf := zone.AlignedBlock(int(n))
 	if _, err := a.dev.ReadAt(buf, r.start); err != nil {
-		return fmt.Errorf("label: read region %d (%d bytes at offset %d): %w", i, n, r.start, err)
+		return fmt.Errorf("label: %s: read region %d (%d bytes at offset %d): %w", a.name, i, n, r.start, err)
 	}
 	var cands []candidate
 	for off := int64(0); off < n; {
@@ -320,11 +329,11 @@ func (a *Area) write(ctx context.Context, r Record) (Record, error) {
 	rg := &a.regions[cur]
 	if _, err := a.dev.WriteAt(buf, rg.start+off); err != nil {
 		a.stale = true
-		return Record{}, fmt.Errorf("label: write generation %d (%d bytes at offset %d): %w", r.Generation, len(buf), rg.start+off, err)
+		return Record{}, fmt.Errorf("label: %s: write generation %d (%d bytes at offset %d): %w", a.name, r.Generation, len(buf), rg.start+off, err)
 	}
 	if err := a.dev.Flush(ctx); err != nil {
 		a.stale = true
-		return Record{}, fmt.Errorf("label: flush after generation %d at offset %d: %w", r.Generation, rg.start+off, err)
+		return Record{}, fmt.Errorf("label: %s: flush after generation %d at offset %d: %w", a.name, r.Generation, rg.start+off, err)
 	}
 	if rg.seq {
 		rg.wp = off + int64(len(buf))
@@ -369,17 +378,17 @@ func (a *Area) resetRegion(ctx context.Context, i int) error {
 	r := &a.regions[i]
 	if r.seq {
 		if err := a.zdev.Reset(ctx, r.zone); err != nil {
-			return fmt.Errorf("label: reset zone %d: %w", r.zone, err)
+			return fmt.Errorf("label: %s: reset zone %d: %w", a.name, r.zone, err)
 		}
 		r.wp = 0
 	} else {
 		zero := zone.AlignedBlock(int(r.cap))
 		if _, err := a.dev.WriteAt(zero, r.start); err != nil {
-			return fmt.Errorf("label: zero region %d (%d bytes at offset %d): %w", i, r.cap, r.start, err)
+			return fmt.Errorf("label: %s: zero region %d (%d bytes at offset %d): %w", a.name, i, r.cap, r.start, err)
 		}
 	}
 	if err := a.dev.Flush(ctx); err != nil {
-		return fmt.Errorf("label: flush after resetting region %d: %w", i, err)
+		return fmt.Errorf("label: %s: flush after resetting region %d: %w", a.name, i, err)
 	}
 	r.newest, r.end = Record{}, 0
 	return nil

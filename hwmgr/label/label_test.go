@@ -522,3 +522,16 @@ func TestApply(t *testing.T) {
 		t.Fatalf("adopt: %v %+v", err, r)
 	}
 }
+
+func TestErrorsSayWhere(t *testing.T) {
+	d := newMemDev(2<<20, 1<<20, false)
+	a, err := OpenConventional(context.Background(), d, Options{Name: "/dev/sdz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.arm(0, 0)
+	_, err = a.Write(context.Background(), Record{State: lifecycle.New})
+	if !errors.Is(err, errCut) || !strings.Contains(err.Error(), "/dev/sdz") || !strings.Contains(err.Error(), "offset 0") {
+		t.Fatalf("write error %q does not say where", err)
+	}
+}
