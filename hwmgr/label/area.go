@@ -265,7 +265,8 @@ func (a *Area) Rescan(ctx context.Context) error {
 }
 
 // Update applies fn to a copy of the current record (the zero Record on a
-// blank drive) and writes the result as the next generation.
+// blank drive; Time cleared, so the new record gets the current time
+// unless fn sets one) and writes the result as the next generation.
 func (a *Area) Update(ctx context.Context, fn func(r *Record) error) (Record, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -273,6 +274,7 @@ func (a *Area) Update(ctx context.Context, fn func(r *Record) error) (Record, er
 		return Record{}, err
 	}
 	r := cloneRecord(a.newest)
+	r.Time = time.Time{} // the new record's time: now, unless fn sets one
 	if err := fn(&r); err != nil {
 		return Record{}, err
 	}

@@ -446,6 +446,14 @@ func TestUpdateErrorWritesNothing(t *testing.T) {
 	if d.nWrites != before {
 		t.Errorf("%d writes for refused updates", d.nWrites-before)
 	}
+	// Update stamps the new record with the clock, not the old record's time.
+	clock := t0
+	b, _ := OpenConventional(context.Background(), d, Options{Now: func() time.Time { clock = clock.Add(time.Hour); return clock }})
+	r1, _ := b.Update(context.Background(), func(*Record) error { return nil })
+	r2, _ := b.Update(context.Background(), func(*Record) error { return nil })
+	if !r1.Time.Equal(t0.Add(time.Hour)) || !r2.Time.Equal(t0.Add(2*time.Hour)) {
+		t.Errorf("update times %v, %v", r1.Time, r2.Time)
+	}
 }
 
 func TestZonedSmallZoneRefused(t *testing.T) {
