@@ -199,7 +199,7 @@ func (e *Engine) compactExtent(ctx context.Context, x *extent) error {
 			window = append(window, inflight{r: r})
 			windowBytes += int64(len(r.buf))
 		}
-		if windowBytes >= compactWindow {
+		if windowBytes >= compactWindow || e.opts.serial {
 			if err := wait(); err != nil {
 				return err
 			}

@@ -40,19 +40,24 @@ func TestCorruptionTable(t *testing.T) {
 		name      string
 		blocks    int
 		damage    func(l layout) int64 // device offset to flip
-		survive   int                  // blocks Get must still return intact
-		corrupt   int                  // blocks whose Get reports corruption
+		damage2   func(l layout) int64 // and another, if set
+		damage3   func(l layout) int64
+		survive   int // blocks Get must still return intact
+		corrupt   int // blocks whose Get reports corruption
 		undamaged bool
 	}{
 		{name: "nothing", blocks: 20, undamaged: true, survive: 20},
 		{name: "open extent: payload of record 15", blocks: 20, damage: func(l layout) int64 { return int64(l.locs[15])*4096 + 5000 }, survive: 15},
 		{name: "open extent: header of record 0", blocks: 20, damage: func(l layout) int64 { return int64(l.locs[0])*4096 + 30 }, survive: 0},
 		{name: "open extent: last record's padding", blocks: 20, damage: func(l layout) int64 { return int64(l.locs[19])*4096 + 24<<10 - 10 }, survive: 20},
-		{name: "open extent: its header", blocks: 20, damage: func(l layout) int64 { return l.header0 + 8 }, survive: 0},
+		{name: "open extent: its header (salvaged from the first record)", blocks: 20, damage: func(l layout) int64 { return l.header0 + 8 }, survive: 20},
+		{name: "open extent: its header and the first record", blocks: 20, damage: func(l layout) int64 { return l.header0 + 8 }, damage2: func(l layout) int64 { return int64(l.locs[0])*4096 + 40 }, survive: 0},
 		{name: "closed extent: payload of record 3", blocks: 60, damage: func(l layout) int64 { return int64(l.locs[3])*4096 + 9000 }, survive: 59, corrupt: 1},
 		{name: "closed extent: footer", blocks: 60, damage: func(l layout) int64 { return l.footer + 4096 + 100 }, survive: 60},
 		{name: "closed extent: trailer", blocks: 60, damage: func(l layout) int64 { return l.trailer + 12 }, survive: 60},
-		{name: "closed extent: its header", blocks: 60, damage: func(l layout) int64 { return l.header0 + 20 }, survive: 60 - 42},
+		{name: "closed extent: its header (salvaged from the trailer)", blocks: 60, damage: func(l layout) int64 { return l.header0 + 20 }, survive: 60},
+		{name: "closed extent: its header and trailer (salvaged by a scan)", blocks: 60, damage: func(l layout) int64 { return l.header0 + 20 }, damage2: func(l layout) int64 { return l.trailer + 12 }, survive: 60},
+		{name: "closed extent: header, trailer and first record", blocks: 60, damage: func(l layout) int64 { return l.header0 + 20 }, damage2: func(l layout) int64 { return l.trailer + 12 }, damage3: func(l layout) int64 { return int64(l.locs[0])*4096 + 40 }, survive: 60 - 42},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,6 +97,12 @@ func TestCorruptionTable(t *testing.T) {
 			e.Close()
 			if !tc.undamaged {
 				flipAt(t, dev, tc.damage(l))
+			}
+			if tc.damage2 != nil {
+				flipAt(t, dev, tc.damage2(l))
+			}
+			if tc.damage3 != nil {
+				flipAt(t, dev, tc.damage3(l))
 			}
 			e = mustOpen(t, dev, testOptions(nil))
 			defer e.Close()

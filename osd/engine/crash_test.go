@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 var (
 	crashIters = flag.Int("crash.iters", 300, "iterations of each crash test")
 	crashSeed  = flag.Int64("crash.seed", -1, "replay only this seed")
+	crashFirst = flag.Int64("crash.first", 0, "first seed of the run")
 )
 
 // oracle is what the workload was told: acknowledged puts and deletes, and
@@ -178,6 +180,12 @@ func sortIDs(ids []ID) {
 // prefix of the unflushed changes and tears the next, recovery, the
 // oracle check, then more work and a second clean reopen.
 func crashOnce(seed int64, kind zone.Kind) (cut bool, err error) {
+	var logs bytes.Buffer
+	defer func() {
+		if err != nil && os.Getenv("STOWAGE_CRASH_LOG") != "" {
+			os.Stderr.Write(logs.Bytes())
+		}
+	}()
 	rng := rand.New(rand.NewPCG(uint64(seed), uint64(kind)))
 	o := zone.MemOptions{Kind: kind, ZoneSize: testZoneSize, NumZones: 48}
 	if kind == zone.KindZoned {
@@ -191,6 +199,8 @@ func crashOnce(seed int64, kind zone.Kind) (cut bool, err error) {
 		return false, err
 	}
 	opts := testOptions(rng)
+	opts.serial = true
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e, err := Open(context.Background(), dev, opts)
 	if err != nil {
 		return cut, fmt.Errorf("first open: %w", err)
@@ -250,7 +260,7 @@ func runCrash(t *testing.T, kind zone.Kind) {
 			}
 		}
 		for i := 0; i < n; i++ {
-			seeds = append(seeds, int64(i))
+			seeds = append(seeds, *crashFirst+int64(i))
 		}
 	}
 	cuts := 0

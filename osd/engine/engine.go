@@ -104,6 +104,11 @@ type Options struct {
 	// Incarnation draws the random incarnation of a newly opened extent.
 	// Default: crypto/rand. Tests set it to replay a seed exactly.
 	Incarnation func() uint64
+
+	// serial makes the writer flush each batch itself before writing the
+	// next, so that device operations come in an order fixed by the
+	// workload (crash tests replay a seed exactly).
+	serial bool
 }
 
 // Stats is a snapshot of the engine's state.

@@ -23,7 +23,14 @@ const (
 	testZones    = 64
 )
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quietLogger discards logs, unless STOWAGE_ENGINE_LOG is set (then
+// debug logs go to stderr, to follow a failing seed).
+func quietLogger() *slog.Logger {
+	if os.Getenv("STOWAGE_ENGINE_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 func testOptions(rng *rand.Rand) Options {
 	o := Options{FirstZone: 1, ZonesPerExtent: 4, Logger: quietLogger(), VerifyKey: true}

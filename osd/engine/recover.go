@@ -73,7 +73,19 @@ func (e *Engine) recover(ctx context.Context) ([]*extent, error) {
 		}
 		h, err := record.DecodeExtentHeader(hb)
 		if err != nil {
-			continue // free (a reset or never-written slot, or a torn header)
+			if allZero(hb) {
+				continue // free: reset, or never written
+			}
+			sh, ok, err := e.salvageHeader(x, xz)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				e.log.Debug("no extent: bad header and nothing to salvage", "extent", s, "err", err)
+				continue
+			}
+			e.log.Warn("extent header damaged; salvaged from its trailer or first record", "extent", s, "offset", info.ZoneStart(x.zones[0]), "incarnation", sh.Incarnation)
+			h = sh
 		}
 		if !e.headerMatches(x, &h) {
 			return nil, fmt.Errorf("engine: %s: extent header at zone %d says extent %d, zones %v, zone size %d: the drive was written with another geometry than first zone %d, %d zones per extent",
@@ -199,6 +211,64 @@ func (e *Engine) recover(ctx context.Context) ([]*extent, error) {
 	}
 	e.log.Info("recovered", "blocks", e.idx.Len(), "extents", len(e.exts), "open", e.open != nil, "interrupted_compactions", len(out))
 	return out, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// salvageHeader rebuilds the extent header of x from what else is on
+// disk, when the header block holds bytes that do not decode (media
+// damage or a torn header write). A trailer of any incarnation whose
+// footer checks out makes x a closed extent of that incarnation; else a
+// valid record in the first record slot gives an open one. Stale trailers
+// and first records cannot mislead it: every reset and every extent open
+// zeroes them first (resetZones, openExtent), and a finished reset leaves
+// an all-zero header block, which never gets here.
+func (e *Engine) salvageHeader(x *extent, zs []zone.Zone) (record.ExtentHeader, bool, error) {
+	h := record.ExtentHeader{Extent: uint32(x.slot), ZoneSize: uint64(e.info.ZoneSize)}
+	for _, z := range x.zones {
+		h.Zones = append(h.Zones, uint32(z))
+	}
+	b := zone.AlignedBlock(record.BlockSize)
+	for k := len(x.zones) - 1; k >= 0; k-- {
+		if e.zoned && zs[k].Cond != zone.CondFull {
+			continue
+		}
+		if err := x.read(e.dev, b, x.start[k]+x.caps[k]-record.BlockSize); err != nil {
+			return h, false, fmt.Errorf("engine: %s: extent %d: %w", e.info.Path, x.slot, err)
+		}
+		tr, err := record.DecodeTrailer(b)
+		if err != nil || tr.Extent != uint32(x.slot) || tr.Incarnation == 0 {
+			continue
+		}
+		es, err := e.decodeFooterAt(x, tr.Incarnation, &tr)
+		if err != nil {
+			continue
+		}
+		h.Incarnation, h.FirstSeq = tr.Incarnation, tr.LastSeq
+		if len(es) > 0 {
+			h.FirstSeq = es[0].Seq
+		}
+		return h, true, nil
+	}
+	if e.zoned && zs[0].Cond != zone.CondFull && zs[0].WP-zs[0].Start < 2*record.BlockSize {
+		return h, false, nil
+	}
+	if err := x.read(e.dev, b, record.BlockSize); err != nil {
+		return h, false, fmt.Errorf("engine: %s: extent %d: %w", e.info.Path, x.slot, err)
+	}
+	rh, err := record.DecodeHeader(b)
+	if err != nil || rh.Extent != uint32(x.slot) || rh.Incarnation == 0 || rh.Type == record.TypeFooter {
+		return h, false, nil
+	}
+	h.Incarnation, h.FirstSeq = rh.Incarnation, rh.Seq
+	return h, true, nil
 }
 
 func (e *Engine) headerMatches(x *extent, h *record.ExtentHeader) bool {

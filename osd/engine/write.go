@@ -124,6 +124,10 @@ func (e *Engine) writer() {
 				e.fail(err)
 			}
 		}
+		if e.opts.serial {
+			e.finish(batch) // tests: device operations in a fixed order
+			continue
+		}
 		flushes <- batch
 	}
 }
@@ -143,33 +147,38 @@ func (e *Engine) fail(err error) {
 func (e *Engine) flusher(batches <-chan []*request, done chan<- struct{}) {
 	defer close(done)
 	for batch := range batches {
-		e.mu.Lock()
-		failed := e.failed
-		e.mu.Unlock()
-		if failed == nil {
-			if err := e.dev.Flush(context.Background()); err != nil {
-				e.fail(fmt.Errorf("engine: flushing %s: %w", e.info.Path, err))
-			}
+		e.finish(batch)
+	}
+}
+
+// finish flushes a written batch, publishes it and acknowledges it.
+func (e *Engine) finish(batch []*request) {
+	e.mu.Lock()
+	failed := e.failed
+	e.mu.Unlock()
+	if failed == nil {
+		if err := e.dev.Flush(context.Background()); err != nil {
+			e.fail(fmt.Errorf("engine: flushing %s: %w", e.info.Path, err))
 		}
-		e.mu.Lock()
-		failed = e.failed
-		if failed == nil {
-			for _, r := range batch {
-				if r.err == nil {
-					e.publish(r)
-				}
-			}
-		}
-		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	failed = e.failed
+	if failed == nil {
 		for _, r := range batch {
-			switch {
-			case r.err != nil:
-				r.done <- r.err
-			case failed != nil:
-				r.done <- fmt.Errorf("engine: %s: write not durable: %w", e.info.Path, failed)
-			default:
-				r.done <- nil
+			if r.err == nil {
+				e.publish(r)
 			}
+		}
+	}
+	e.mu.Unlock()
+	for _, r := range batch {
+		switch {
+		case r.err != nil:
+			r.done <- r.err
+		case failed != nil:
+			r.done <- fmt.Errorf("engine: %s: write not durable: %w", e.info.Path, failed)
+		default:
+			r.done <- nil
 		}
 	}
 }
@@ -333,6 +342,19 @@ func (e *Engine) openExtent() (*extent, error) {
 		if err := e.resetZones(ctx, x, true); err != nil {
 			return nil, err
 		}
+	} else {
+		// Whatever the slot held before (a never-used slot was not
+		// reset by us): no old trailer, no old first record, durable
+		// before the new header exists.
+		if err := e.zeroTrailers(x); err != nil {
+			return nil, err
+		}
+		if err := x.write(e.dev, e.zeros[:record.BlockSize], record.BlockSize); err != nil {
+			return nil, fmt.Errorf("engine: clearing the first record of extent %d: %w", x.slot, err)
+		}
+		if err := e.dev.Flush(ctx); err != nil {
+			return nil, fmt.Errorf("engine: flushing %s: %w", e.info.Path, err)
+		}
 	}
 	inc := e.opts.Incarnation()
 	zones := make([]uint32, len(x.zones))
@@ -363,9 +385,13 @@ func (e *Engine) openExtent() (*extent, error) {
 	return x, nil
 }
 
-// resetZones resets x's zones, the header zone first (so that a crash
-// half-way leaves no valid extent header), and flushes. With onlyDirty it
-// asks the device first and skips empty zones (zoned devices).
+// resetZones resets x's zones, the header zone first, and flushes. With
+// onlyDirty it asks the device first and skips empty zones (zoned
+// devices). On emulated zones, where a reset only zeroes a zone's first
+// block, it also zeroes every trailer candidate (the last block of each
+// zone) once the zeroed header is durable, so that no stale trailer
+// outlives its incarnation: recovery may then trust a trailer to salvage
+// an extent whose header was damaged.
 func (e *Engine) resetZones(ctx context.Context, x *extent, onlyDirty bool) error {
 	var zs []zone.Zone
 	if onlyDirty {
@@ -373,6 +399,12 @@ func (e *Engine) resetZones(ctx context.Context, x *extent, onlyDirty bool) erro
 		if zs, err = e.dev.ReportZones(ctx, x.zones[0], len(x.zones)); err != nil {
 			return fmt.Errorf("engine: zones of extent %d: %w", x.slot, err)
 		}
+	}
+	flush := func() error {
+		if err := e.dev.Flush(ctx); err != nil {
+			return fmt.Errorf("engine: flushing %s after resetting extent %d: %w", e.info.Path, x.slot, err)
+		}
+		return nil
 	}
 	did := false
 	for k, z := range x.zones {
@@ -383,12 +415,31 @@ func (e *Engine) resetZones(ctx context.Context, x *extent, onlyDirty bool) erro
 			return fmt.Errorf("engine: resetting zone %d of extent %d: %w", z, x.slot, err)
 		}
 		did = true
+		if k == 0 && !e.zoned {
+			// The zeroed header must be durable before the trailers
+			// go: zeroing a trailer candidate also zeroes record
+			// bytes, which must never be read as a live extent.
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := e.zeroTrailers(x); err != nil {
+				return err
+			}
+		}
 	}
 	if !did {
 		return nil
 	}
-	if err := e.dev.Flush(ctx); err != nil {
-		return fmt.Errorf("engine: flushing %s after resetting extent %d: %w", e.info.Path, x.slot, err)
+	return flush()
+}
+
+// zeroTrailers overwrites the trailer candidates of x (emulated zones).
+func (e *Engine) zeroTrailers(x *extent) error {
+	z := e.zeros[:record.BlockSize]
+	for k := range x.zones {
+		if err := x.write(e.dev, z, x.start[k]+x.caps[k]-record.BlockSize); err != nil {
+			return fmt.Errorf("engine: clearing the trailer candidates of extent %d: %w", x.slot, err)
+		}
 	}
 	return nil
 }
