@@ -14,8 +14,9 @@
 //   - Put, Delete return only when the record is durable (write + Flush);
 //     concurrent calls share one Flush (group commit).
 //   - One writer goroutine: at most one write in flight, at the write
-//     pointer of the open extent, and at most one open extent, so at most
-//     two zones are active at once (the extent being closed and the next).
+//     pointer of the open extent, and one open extent, whose zones fill
+//     in order: one zone is active at a time (the zoned tests run with
+//     MaxOpen = MaxActive = 1).
 //   - Open recovers every acknowledged record; a torn tail is dropped.
 //   - A crash at any point of a compaction loses no live block and
 //     resurrects no deleted one (see compact.go for the argument).

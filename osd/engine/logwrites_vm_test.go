@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stowage/stowage/osd/zone"
 	"github.com/stowage/stowage/qemu"
@@ -39,6 +40,7 @@ func TestVMEngineLogWrites(t *testing.T) {
 		},
 		Modules:  []qemu.Module{{Name: "dm-log-writes"}},
 		Binaries: []string{"dmsetup"},
+		Timeout:  25 * time.Minute, // TCG: hundreds of recoveries
 	}
 	qemu.RunTest(t, opts, func(t *testing.T, g *qemu.Guest) {
 		data, err := g.Device("LWDATA")
@@ -54,6 +56,21 @@ func TestVMEngineLogWrites(t *testing.T) {
 }
 
 const lwZone = 4 << 20
+
+// lwBlocks are the test's blocks, small (TCG is slow), computed once.
+var lwBlocks = func() (bs [][]byte) {
+	for i := 0; i < 160; i++ {
+		bs = append(bs, randomBlock(rand.New(rand.NewPCG(uint64(i), 78)), 32<<10))
+	}
+	return bs
+}()
+
+var lwIDs = func() (ids []ID) {
+	for _, b := range lwBlocks {
+		ids = append(ids, BlockID(b))
+	}
+	return ids
+}()
 
 func dmsetup(t *testing.T, args ...string) {
 	t.Helper()
@@ -89,14 +106,14 @@ func vmLogWrites(t *testing.T, dataPath, logPath string) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < 160; i += 4 {
-				b := blockFor(i)
-				if err := e.Put(ctx, BlockID(b), b); err != nil {
+				b := lwBlocks[i]
+				if err := e.Put(ctx, lwIDs[i], b); err != nil {
 					t.Errorf("put %d: %v", i, err)
 					return
 				}
 				mark("put-" + strconv.Itoa(i))
 				if i%3 == 0 {
-					if err := e.Delete(ctx, BlockID(b)); err != nil {
+					if err := e.Delete(ctx, lwIDs[i]); err != nil {
 						t.Errorf("delete %d: %v", i, err)
 						return
 					}
@@ -228,13 +245,13 @@ func replayLog(t *testing.T, logPath string, size int64, opts Options) {
 			if deleted[i] || i%3 == 0 {
 				continue // a delete may be in flight
 			}
-			got, err := e.Get(ctx, BlockID(blockFor(i)))
-			if err != nil || string(got) != string(blockFor(i)) {
+			got, err := e.Get(ctx, lwIDs[i])
+			if err != nil || string(got) != string(lwBlocks[i]) {
 				t.Fatalf("%s: block %d, acknowledged before it: %v", what, i, err)
 			}
 		}
 		for i := range deleted {
-			if ok, err := e.Has(ctx, BlockID(blockFor(i))); ok || err != nil {
+			if ok, err := e.Has(ctx, lwIDs[i]); ok || err != nil {
 				t.Fatalf("%s: block %d, deleted before it, is back (%v)", what, i, err)
 			}
 		}
