@@ -51,9 +51,18 @@ func loopDevice(t testing.TB, size int64) string {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("losetup", "--find", "--show", "--direct-io=on", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
+	// Other test binaries attach loop devices at the same time: a lost
+	// race for a free device is retried.
+	var out []byte
+	for try := 0; ; try++ {
+		out, err = exec.Command("losetup", "--find", "--show", "--direct-io=on", file).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if try == 4 {
+			t.Fatalf("losetup: %v: %s", err, out)
+		}
+		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() {
