@@ -120,6 +120,8 @@ type Stats struct {
 	FreeExtents   int   // slots free for new extents
 	ClosedExtents int   // slots holding closed extents
 	LiveBytes     int64 // on-disk bytes of live records (blocks and needed tombstones)
+	Capacity      int64 // bytes of all extents
+	FreeBytes     int64 // bytes of free extents plus the open extent's unwritten rest
 	Seq           uint64
 }
 
@@ -239,9 +241,13 @@ func (e *Engine) Stats() Stats {
 	defer e.mu.Unlock()
 	s := Stats{Blocks: e.idx.Len(), IndexBytes: e.idx.Bytes(), Extents: len(e.exts), Seq: e.nextSeq}
 	for _, x := range e.exts {
+		s.Capacity += x.total
 		switch x.state {
 		case stateFree:
 			s.FreeExtents++
+			s.FreeBytes += x.total
+		case stateOpen:
+			s.FreeBytes += x.total - x.used
 		case stateClosed:
 			s.ClosedExtents++
 		}

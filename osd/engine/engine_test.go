@@ -174,6 +174,9 @@ func TestPutGetDeleteReopenCompact(t *testing.T) {
 				n++
 			}
 			after := e.Stats()
+			if after.Capacity != before.Capacity || after.FreeBytes <= before.FreeBytes || after.LiveBytes > before.LiveBytes {
+				t.Fatalf("space before %+v, after %+v compaction", before, after)
+			}
 			if n == 0 || after.FreeExtents <= before.FreeExtents {
 				t.Fatalf("compaction: %d rounds, free extents %d → %d", n, before.FreeExtents, after.FreeExtents)
 			}
