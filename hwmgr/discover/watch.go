@@ -134,6 +134,9 @@ func (s *Scanner) Watch(ctx context.Context, cfg WatchConfig, fn func(Update)) e
 	if cfg.Settle <= 0 {
 		cfg.Settle = 250 * time.Millisecond
 	}
+	// The reader goroutine ends with Watch, whatever the caller does with ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	// Listen before the first scan so nothing between the two is missed.
 	events, overflow := cfg.Events, make(chan struct{}, 1)
 	if events == nil {
