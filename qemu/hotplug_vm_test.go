@@ -14,7 +14,8 @@ import (
 
 // TestVMHotplug pulls an NVMe drive and a SCSI disk through QMP while the
 // guest runs, sees them gone in the guest, plugs the same NVMe drive back
-// (its data intact) and a new virtio-blk drive in, and sees them come.
+// (its data intact) and a new virtio-blk drive in, signals the guest over
+// the control port, and the guest sees them come.
 func TestVMHotplug(t *testing.T) {
 	nvme := qemu.Drive{Kind: qemu.NVMe, ID: "pull", Serial: "HOT-NVME-1", Size: 64 << 20}
 	opts := qemu.Options{
@@ -40,7 +41,10 @@ func TestVMHotplug(t *testing.T) {
 			if err := vm.Plug(ctx, d); err != nil {
 				return err
 			}
-			return vm.Plug(ctx, qemu.Drive{Kind: qemu.VirtioBlk, ID: "new", Serial: "HOT-NEW-1", Size: 32 << 20})
+			if err := vm.Plug(ctx, qemu.Drive{Kind: qemu.VirtioBlk, ID: "new", Serial: "HOT-NEW-1", Size: 32 << 20}); err != nil {
+				return err
+			}
+			return vm.Signal(ctx, "plugged")
 		},
 	}
 	qemu.RunTest(t, opts, func(t *testing.T, g *qemu.Guest) {
@@ -74,6 +78,9 @@ func TestVMHotplug(t *testing.T) {
 			t.Fatalf("the drive that stayed: %v", err)
 		}
 		g.Mark("gone")
+		if err := g.WaitHost("plugged", 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
 		back, err := g.Device("HOT-NVME-1")
 		if err != nil {
 			t.Fatal(err)

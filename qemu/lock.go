@@ -15,35 +15,59 @@ import (
 // take it with `flock /tmp/stowage-qemu.lock qemu-system-x86_64 ...`.
 const LockPath = "/tmp/stowage-qemu.lock"
 
-// lockHost takes an exclusive flock on path, retrying until ctx ends. The
-// returned function releases it.
+// lockHost takes an exclusive flock on path, waiting until ctx ends. It
+// waits in a blocking flock(2), like flock(1) does, so it queues fairly
+// with shell users instead of losing every race to them. The returned
+// function releases the lock.
 func lockHost(ctx context.Context, path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("host lock %s: %w", path, err)
 	}
+	fd := int(f.Fd())
+	release := func() { _ = unix.Flock(fd, unix.LOCK_UN); f.Close() }
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		return release, nil
+	}
 	start := time.Now()
-	delay := 50 * time.Millisecond
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+	got := make(chan error) // unbuffered: a send happens only to a caller still waiting
+	abandoned := make(chan struct{})
+	go func() {
+		var err error
+		for {
+			if err = unix.Flock(fd, unix.LOCK_EX); !errors.Is(err, unix.EINTR) {
+				break
+			}
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+		select {
+		case got <- err:
+		case <-abandoned:
+			// The caller gave up: let go at once.
+			if err == nil {
+				_ = unix.Flock(fd, unix.LOCK_UN)
+			}
+			f.Close()
+		}
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("host lock %s: %w", path, err)
 		}
-		t := time.NewTimer(delay)
+		return release, nil
+	case <-ctx.Done():
+		close(abandoned)
+		// The waiter may have won the lock just now; take its answer if so.
 		select {
-		case <-ctx.Done():
-			t.Stop()
+		case err := <-got:
+			if err == nil {
+				return release, nil
+			}
 			f.Close()
-			return nil, fmt.Errorf("waiting %v for the host QEMU lock %s (another guest is running; see `fuser %s`): %w",
-				time.Since(start).Round(time.Second), path, path, ctx.Err())
-		case <-t.C:
+		default:
 		}
-		if delay < time.Second {
-			delay *= 2
-		}
+		return nil, fmt.Errorf("waiting %v for the host QEMU lock %s (another guest is running; see `fuser %s`): %w",
+			time.Since(start).Round(time.Second), path, path, ctx.Err())
 	}
 }

@@ -39,8 +39,9 @@ func TestVMQMPMonitor(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	defer func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -55,8 +56,8 @@ func TestVMQMPMonitor(t *testing.T) {
 				t.Fatalf("QMP never came up: %v", err)
 			}
 			select {
-			case err := <-exited:
-				t.Fatalf("qemu exited: %v", err)
+			case <-exited:
+				t.Fatalf("qemu exited: %v", waitErr)
 			case <-time.After(20 * time.Millisecond):
 			}
 		}

@@ -105,6 +105,7 @@ func RunTest(t *testing.T, opts Options, body func(t *testing.T, g *Guest)) {
 	}
 	if IsGuest() {
 		if os.Getenv(BootEnv) == opts.Boot {
+			fmt.Fprintln(os.Stdout, "\n"+guest.MarkLine(guest.MarkBody, opts.Boot))
 			body(t, &Guest{Drives: drives, SysRoot: "/sys"})
 		}
 		return
@@ -258,19 +259,27 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	lockCtx, cancelLock := context.WithTimeout(context.Background(), 30*time.Minute)
+	// Building has its own bound; waiting for the host lock may use what
+	// is left of the test's deadline (other packages' guests run first).
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancelBuild()
+	lockCtx, cancelLock := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancelLock()
 	if dl, ok := t.Deadline(); ok {
-		lockCtx, cancelLock = context.WithDeadline(lockCtx, dl.Add(-20*time.Second))
+		left := time.Until(dl) - 20*time.Second
+		if left < 30*time.Second {
+			t.Fatalf("qemu: only %v left before the test deadline; run with a longer -timeout", time.Until(dl).Round(time.Second))
+		}
+		lockCtx, cancelLock = context.WithTimeout(lockCtx, left)
 		defer cancelLock()
 	}
 
 	buildStart := time.Now()
-	cacheDir, err := CacheDir(lockCtx)
+	cacheDir, err := CacheDir(buildCtx)
 	if err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
-	initBin, err := BuildInit(lockCtx, cacheDir)
+	initBin, err := BuildInit(buildCtx, cacheDir)
 	if err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
@@ -278,7 +287,7 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	if err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
-	testBin, err := testBinary(lockCtx, wd, cacheDir)
+	testBin, err := testBinary(buildCtx, wd, cacheDir)
 	if err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
@@ -293,14 +302,14 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 		env = append(env, "CI="+ci)
 	}
 	env = append(env, opts.Env...)
-	cfg := guest.Config{Args: args, Env: env, WaitTimeout: guest.Duration(60 * time.Second)}
+	cfg := guest.Config{Args: args, Env: env, WaitTimeout: guest.Duration(60 * time.Second), Control: "/dev/ttyS1"}
 	for _, d := range drives {
 		cfg.WaitSerials = append(cfg.WaitSerials, d.Serial)
 	}
 	dir := t.TempDir()
 	initrd := filepath.Join(dir, "initrd.cpio")
 	ir := Initramfs{Init: initBin, Kernel: kernel, Modules: mods, Binaries: opts.Binaries, Files: opts.Files}
-	if err := ir.Build(lockCtx, initrd, filepath.Join(cacheDir, "cache"), cfg, testBin, guestTestPath); err != nil {
+	if err := ir.Build(buildCtx, initrd, filepath.Join(cacheDir, "cache"), cfg, testBin, guestTestPath); err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
 	t.Logf("qemu: built test binary and initramfs in %v", time.Since(buildStart).Round(time.Millisecond))
@@ -349,14 +358,18 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	lines := strings.Split(vm.Console(), "\n")
 	var out []string
 	var bootToTest time.Duration
-	started := false
+	started, ranBody := false, false
 	var initErrs []string
+	var bootTiming string
 	for _, l := range lines {
 		l = strings.TrimRight(l, "\r")
 		k, arg, ok := guest.ParseMark(l)
 		switch {
 		case ok && k == guest.MarkStart:
 			started = true
+			bootTiming = arg
+		case ok && k == guest.MarkBody:
+			ranBody = true
 		case ok && k == guest.MarkError:
 			initErrs = append(initErrs, arg)
 		case ok && k == guest.MarkExit:
@@ -373,7 +386,8 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	}
 	guestOut := strings.Join(out, "\n")
 	if bootToTest > 0 {
-		t.Logf("qemu: QEMU start to test binary: %v; guest test ran %v", bootToTest.Round(time.Millisecond), end.Sub(vm.Started.Add(bootToTest)).Round(time.Millisecond))
+		t.Logf("qemu: QEMU start to test binary: %v (guest kernel %s); guest test ran %v",
+			bootToTest.Round(time.Millisecond), bootTiming, end.Sub(vm.Started.Add(bootToTest)).Round(time.Millisecond))
 	}
 	if guestOut != "" {
 		t.Logf("guest output:\n%s", guestOut)
@@ -405,6 +419,9 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 			t.Fatalf("qemu: guest init failed: %s\nconsole tail:\n%s", strings.Join(initErrs, "; "), vm.ConsoleTail(60))
 		}
 		t.Fatalf("qemu: guest test failed (exit status %s); see the guest output above", strconv.Itoa(status))
+	}
+	if !ranBody {
+		t.Fatalf("qemu: the guest test binary passed without running the body of %s (boot %q): is the test in a file tagged vmtest, and does it call RunTest with the same Options.Boot?", t.Name(), opts.Boot)
 	}
 }
 
@@ -474,6 +491,14 @@ func (g *Guest) WaitGone(serial string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return guest.WaitGone(ctx, g.SysRoot, serial)
+}
+
+// WaitHost waits, up to timeout, until the host calls VM.Signal(name).
+// Signals that came before, with other names, are consumed.
+func (g *Guest) WaitHost(name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return guest.WaitSignal(ctx, name)
 }
 
 // Mark prints a named marker on the console for the host's VM.WaitMark.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,11 +58,15 @@ type VM struct {
 	waitErr error
 	unlock  func()
 
-	dir    string
-	killed atomic.Bool
-	mu     sync.Mutex
-	drives map[string]Drive // by ID, as attached
-	ahci   int              // next free AHCI port
+	dir     string
+	killed  atomic.Bool
+	ctlPath string // control serial port socket (guest /dev/ttyS1)
+	sockTmp string // a temporary socket directory to remove, if any
+	ctlMu   sync.Mutex
+	ctl     net.Conn
+	mu      sync.Mutex
+	drives  map[string]Drive // by ID, as attached
+	ahci    int              // next free AHCI port
 }
 
 const defaultCmdline = "console=ttyS0 quiet panic=-1"
@@ -92,8 +97,19 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 		"-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Cmdline,
 		"-chardev", "stdio,id=con0,signal=off", "-serial", "chardev:con0",
 	}
-	sock := filepath.Join(m.Dir, "qmp.sock")
-	args = append(args, "-qmp", "unix:"+sock+",server=on,wait=off")
+	sockDir := m.Dir
+	if len(filepath.Join(sockDir, "qmp.sock")) > 100 { // sun_path holds 108 bytes
+		d, err := os.MkdirTemp("", "stwvm")
+		if err != nil {
+			return nil, fmt.Errorf("qemu: socket dir: %w", err)
+		}
+		sockDir = d
+		vm.sockTmp = d
+	}
+	sock := filepath.Join(sockDir, "qmp.sock")
+	vm.ctlPath = filepath.Join(sockDir, "ctl.sock")
+	args = append(args, "-qmp", "unix:"+sock+",server=on,wait=off",
+		"-chardev", "socket,id=ctl0,path="+vm.ctlPath+",server=on,wait=off", "-serial", "chardev:ctl0")
 	var hasAHCI, hasSCSI bool
 	for i, d := range m.Drives {
 		d, err := d.withDefaults(i, m.Dir)
@@ -135,10 +151,12 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 
 	unlock, err := lockHost(ctx, m.LockPath)
 	if err != nil {
+		vm.removeSockTmp()
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	vm.unlock = unlock
 	_ = os.Remove(sock)
+	_ = os.Remove(vm.ctlPath)
 	vm.cmd = exec.Command(m.QEMU, args...)
 	vm.console = newConsole(m.Console)
 	vm.cmd.Stdout = vm.console
@@ -147,11 +165,13 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 	vm.Started = time.Now()
 	if err := vm.cmd.Start(); err != nil {
 		unlock()
+		vm.removeSockTmp()
 		return nil, fmt.Errorf("qemu: start %s: %w", m.QEMU, err)
 	}
 	go func() {
 		vm.waitErr = vm.cmd.Wait()
 		vm.console.close()
+		vm.removeSockTmp()
 		vm.unlock()
 		close(vm.done)
 	}()
@@ -161,6 +181,12 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 		return nil, fmt.Errorf("qemu: %w (qemu: %s)", err, strings.TrimSpace(vm.Stderr()))
 	}
 	return vm, nil
+}
+
+func (vm *VM) removeSockTmp() {
+	if vm.sockTmp != "" {
+		os.RemoveAll(vm.sockTmp)
+	}
 }
 
 // connectQMP dials the monitor socket as soon as QEMU has created it.
@@ -240,6 +266,36 @@ func (vm *VM) Close() error {
 	<-vm.done
 	if vm.QMP != nil {
 		vm.QMP.Close()
+	}
+	vm.ctlMu.Lock()
+	if vm.ctl != nil {
+		vm.ctl.Close()
+	}
+	vm.ctlMu.Unlock()
+	return nil
+}
+
+// Signal sends a named signal line to the guest's control port
+// (/dev/ttyS1), where Guest.WaitHost(name) waits for it.
+func (vm *VM) Signal(ctx context.Context, name string) error {
+	if name == "" || strings.ContainsAny(name, "\r\n") {
+		return fmt.Errorf("qemu: signal %q: want a non-empty name without line breaks", name)
+	}
+	vm.ctlMu.Lock()
+	defer vm.ctlMu.Unlock()
+	if vm.ctl == nil {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "unix", vm.ctlPath)
+		if err != nil {
+			return fmt.Errorf("qemu: signal %q: control port: %w", name, err)
+		}
+		vm.ctl = c
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = vm.ctl.SetWriteDeadline(dl)
+	}
+	if _, err := vm.ctl.Write([]byte(name + "\n")); err != nil {
+		return fmt.Errorf("qemu: signal %q: %w", name, err)
 	}
 	return nil
 }

@@ -24,7 +24,8 @@ const Marker = "STOWAGE-VM:"
 
 // Marker lines, written as Marker + " " + kind + [" " + argument].
 const (
-	MarkStart = "start" // the test binary is about to run
+	MarkStart = "start" // the test binary is about to run; argument: boot timing
+	MarkBody  = "body"  // the guest side of RunTest is about to run its body; argument: Options.Boot
 	MarkExit  = "exit"  // the test binary ended; argument: its exit status
 	MarkError = "error" // the init failed before or around the test; argument: why
 	MarkUser  = "mark"  // a named point the guest body reached; argument: the name
@@ -54,7 +55,15 @@ type Config struct {
 	Args []string `json:"args"`
 	// Env is the complete environment of the command.
 	Env []string `json:"env"`
+	// Control, if set, is a serial port ("/dev/ttyS1") the host writes
+	// signal lines to. The init opens it raw at boot, so nothing the host
+	// sends is lost, and hands it to the command as file descriptor
+	// ControlFD.
+	Control string `json:"control,omitempty"`
 }
+
+// ControlFD is the file descriptor of the control port in the test process.
+const ControlFD = 3
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration string.
 type Duration time.Duration

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,6 +36,7 @@ var initMounts = []mount{
 // marker and powers off. Every failure is written to out as a MarkError
 // line and gives ExitInitFailed; Init never panics on bad input.
 func Init(out io.Writer, cfgPath string) int {
+	initStart := time.Now()
 	fail := func(err error) int {
 		fmt.Fprintln(out, MarkLine(MarkError, err.Error()))
 		return ExitInitFailed
@@ -87,7 +89,15 @@ func Init(out io.Writer, cfgPath string) int {
 	cmd.Dir = "/tmp"
 	cmd.Stdout = out
 	cmd.Stderr = out
-	fmt.Fprintln(out, MarkLine(MarkStart, ""))
+	if cfg.Control != "" {
+		ctl, err := openControl(cfg.Control)
+		if err != nil {
+			return fail(err)
+		}
+		defer ctl.Close()
+		cmd.ExtraFiles = []*os.File{ctl} // fd 3 == ControlFD
+	}
+	fmt.Fprintln(out, MarkLine(MarkStart, fmt.Sprintf("uptime=%s init=%s", uptime(), time.Since(initStart).Round(time.Millisecond))))
 	err = cmd.Run()
 	var ee *exec.ExitError
 	switch {
@@ -100,6 +110,90 @@ func Init(out io.Writer, cfgPath string) int {
 		return fail(fmt.Errorf("%s: %v", cfg.Args[0], err))
 	default:
 		return fail(fmt.Errorf("run %s: %w", cfg.Args[0], err))
+	}
+}
+
+// uptime is the kernel's /proc/uptime, "?" when unreadable.
+func uptime() string {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0] + "s"
+}
+
+// openControl opens the control serial port in raw mode: no echo, no line
+// editing, no signals, no CR/NL translation.
+func openControl(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("control port: %w", err)
+	}
+	t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("control port %s: %w", path, err)
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN] = 1
+	t.Cc[unix.VTIME] = 0
+	if err := unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("control port %s: raw mode: %w", path, err)
+	}
+	return f, nil
+}
+
+// WaitSignal reads signal lines from the control port (ControlFD in the
+// test process) until one equals name or ctx ends. Lines before it are
+// consumed.
+func WaitSignal(ctx context.Context, name string) error {
+	fd, err := unix.Dup(ControlFD)
+	if err != nil {
+		return fmt.Errorf("waiting for host signal %q: control port (fd %d): %w", name, ControlFD, err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("waiting for host signal %q: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), "control")
+	defer f.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = f.SetReadDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
+	defer stop()
+	var line []byte
+	b := make([]byte, 1) // one byte at a time: later signals stay in the tty
+	for {
+		n, err := f.Read(b)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return fmt.Errorf("waiting for host signal %q: %w", name, err)
+		}
+		if n == 0 {
+			continue
+		}
+		if b[0] != '\n' {
+			if len(line) < 4096 {
+				line = append(line, b[0])
+			}
+			continue
+		}
+		if strings.TrimRight(string(line), "\r") == name {
+			return nil
+		}
+		line = line[:0]
 	}
 }
 
