@@ -386,11 +386,11 @@ func (e *Engine) GetMeta(ctx context.Context, id ID) ([]byte, uint32, error) {
 
 func (e *Engine) get(ctx context.Context, id ID) ([]byte, uint32, error) {
 	for attempt := 0; ; attempt++ {
-		loc, h, err := e.find(ctx, id)
+		loc, h, first, err := e.findBlock(ctx, id)
 		if err != nil {
 			return nil, 0, err
 		}
-		data, err := e.readPayload(loc, h)
+		data, err := e.readPayload(loc, h, first)
 		if err == nil {
 			return data, h.Meta, nil
 		}
@@ -409,10 +409,16 @@ func (e *Engine) moved(id ID, loc uint64) bool {
 
 // find returns the location and header of id's live record.
 func (e *Engine) find(ctx context.Context, id ID) (uint64, *record.Header, error) {
+	loc, h, _, err := e.findBlock(ctx, id)
+	return loc, h, err
+}
+
+// findBlock is find that also returns the record's first block.
+func (e *Engine) findBlock(ctx context.Context, id ID) (uint64, *record.Header, []byte, error) {
 	fp := index.Fingerprint(&id.Key, id.Frag)
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		e.mu.Lock()
 		var buf [4]uint64
@@ -425,7 +431,7 @@ func (e *Engine) find(ctx context.Context, id ID) (uint64, *record.Header, error
 		var bad error
 		retry := false
 		for i, loc := range locs {
-			h, err := e.readHeader(loc, incs[i])
+			h, first, err := e.readHeader(loc, incs[i])
 			if err != nil {
 				if e.moved(id, loc) {
 					retry = true
@@ -437,47 +443,51 @@ func (e *Engine) find(ctx context.Context, id ID) (uint64, *record.Header, error
 				continue
 			}
 			if h.Key == id.Key && h.Frag == id.Frag {
-				return loc, h, nil
+				return loc, h, first, nil
 			}
 		}
 		if retry && attempt < 3 {
 			continue
 		}
 		if bad != nil {
-			return 0, nil, bad
+			return 0, nil, nil, bad
 		}
-		return 0, nil, ErrNotFound
+		return 0, nil, nil, ErrNotFound
 	}
 }
 
 // readHeader reads and checks the header of the record at loc, which
 // belongs to an extent of incarnation inc.
-func (e *Engine) readHeader(loc, inc uint64) (*record.Header, error) {
+func (e *Engine) readHeader(loc, inc uint64) (*record.Header, []byte, error) {
 	b := zone.AlignedBlock(record.BlockSize)
 	off := int64(loc) * record.BlockSize
 	if _, err := e.dev.ReadAt(b, off); err != nil {
-		return nil, fmt.Errorf("reading record header at offset %d: %w", off, err)
+		return nil, nil, fmt.Errorf("reading record header at offset %d: %w", off, err)
 	}
 	h, err := record.DecodeHeader(b)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if h.Type != record.TypeBlock || h.Incarnation != inc {
-		return nil, fmt.Errorf("%w: record at offset %d: type %v, incarnation %#x, want a block of incarnation %#x", record.ErrCorrupt, off, h.Type, h.Incarnation, inc)
+		return nil, nil, fmt.Errorf("%w: record at offset %d: type %v, incarnation %#x, want a block of incarnation %#x", record.ErrCorrupt, off, h.Type, h.Incarnation, inc)
 	}
-	return &h, nil
+	return &h, b, nil
 }
 
-// readPayload reads the record at loc whose header is h and checks its
-// payload CRC.
-func (e *Engine) readPayload(loc uint64, h *record.Header) ([]byte, error) {
+// readPayload reads the rest of the record at loc whose header is h (first
+// holds its first block, already read) and checks its payload CRC.
+func (e *Engine) readPayload(loc uint64, h *record.Header, first []byte) ([]byte, error) {
 	e.mu.Lock()
 	x := e.extentOf(loc)
 	e.mu.Unlock()
-	b := zone.AlignedBlock(int(h.Size()))
+	b := first
 	off := int64(loc) * record.BlockSize
-	if err := x.read(e.dev, b, x.logical(e.info, off)); err != nil {
-		return nil, &CorruptionError{Device: e.info.Path, Offset: off, ID: ID{h.Key, h.Frag}, Err: err}
+	if h.Size() > record.BlockSize {
+		b = zone.AlignedBlock(int(h.Size()))
+		copy(b, first)
+		if err := x.read(e.dev, b[record.BlockSize:], x.logical(e.info, off)+record.BlockSize); err != nil {
+			return nil, &CorruptionError{Device: e.info.Path, Offset: off, ID: ID{h.Key, h.Frag}, Err: err}
+		}
 	}
 	p := b[record.HeaderSize : record.HeaderSize+int(h.Length)]
 	if err := h.CheckPayload(p); err != nil {
