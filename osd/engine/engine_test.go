@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stowage/stowage/osd/index"
 	"github.com/stowage/stowage/osd/record"
 	"github.com/stowage/stowage/osd/zone"
 )
@@ -345,4 +346,49 @@ func TestGeometryMismatch(t *testing.T) {
 	if _, err := Open(ctx, dev, o); err == nil || !strings.Contains(err.Error(), "geometry") {
 		t.Fatalf("Open with 2 zones per extent: %v, want a geometry error", err)
 	}
+}
+
+// Keys that share their first 16 bytes share an index fingerprint: every
+// lookup sees all of them as candidates and must pick the right one by
+// the on-disk header, through deletes, compaction and recovery.
+func TestFingerprintCollisions(t *testing.T) {
+	ctx := context.Background()
+	dev := newMem(t, zone.KindFile, 0)
+	e := mustOpen(t, dev, testOptions(nil)) // VerifyKey is only for fragment 0
+	live := map[ID][]byte{}
+	gone := map[ID]bool{}
+	for i := 0; i < 60; i++ {
+		var id ID
+		copy(id.Key[:], "sixteen-byte-pfx")
+		id.Key[31] = byte(i)
+		id.Frag = 1 + uint16(i%3)
+		b := bytes.Repeat([]byte{byte(i)}, 1000+i)
+		if err := e.Put(ctx, id, b); err != nil {
+			t.Fatal(err)
+		}
+		live[id] = b
+	}
+	var k [32]byte
+	copy(k[:], "sixteen-byte-pfx")
+	if got := e.idx.Lookup(index.Fingerprint(&k, 1), nil); len(got) != 20 {
+		t.Fatalf("%d candidates share the fingerprint, want 20 (all of fragment 1)", len(got))
+	}
+	n := 0
+	for id := range live {
+		if n++; n%2 == 0 {
+			if err := e.Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			delete(live, id)
+			gone[id] = true
+		}
+	}
+	checkState(t, e, live, gone)
+	if _, err := e.Compact(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e = mustOpen(t, dev, testOptions(nil))
+	defer e.Close()
+	checkState(t, e, live, gone)
 }
