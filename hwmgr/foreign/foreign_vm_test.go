@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/stowage/stowage/hwmgr/label"
@@ -21,14 +22,16 @@ import (
 // scsi_debug host-managed SMR, null_blk zoned, a conventional NVMe drive
 // and a SATA disk. Blank drives are not foreign; after hwmgr/label writes
 // a label they are ours (zone 1 named as a label offset on zoned drives);
-// a GPT made with sgdisk on the conventional drives makes them foreign.
+// a GPT made with sgdisk over the label on the conventional drives makes
+// them foreign although their label region 1 survives.
 func TestVMForeign(t *testing.T) {
+	dir := t.TempDir() // fresh images every run
 	opts := qemu.Options{
 		Drives: []qemu.Drive{
-			{Kind: qemu.NVMeZNS, ID: "zns", Serial: "ZNS0", Size: 256 << 20, ZoneSize: 64 << 20, ZoneCapacity: 48 << 20},
-			{Kind: qemu.NVMeZNS, ID: "small", Serial: "ZNS1", Size: 64 << 20, ZoneSize: 1 << 20, ZoneCapacity: 768 << 10},
-			{Kind: qemu.NVMe, ID: "conv", Serial: "NVMECONV", Size: 64 << 20},
-			{Kind: qemu.SATA, ID: "sata", Serial: "SATA0", Size: 64 << 20},
+			{Kind: qemu.NVMeZNS, ID: "zns", Image: filepath.Join(dir, "zns.img"), Serial: "ZNS0", Size: 256 << 20, ZoneSize: 64 << 20, ZoneCapacity: 48 << 20},
+			{Kind: qemu.NVMeZNS, ID: "small", Image: filepath.Join(dir, "small.img"), Serial: "ZNS1", Size: 64 << 20, ZoneSize: 1 << 20, ZoneCapacity: 768 << 10},
+			{Kind: qemu.NVMe, ID: "conv", Image: filepath.Join(dir, "conv.img"), Serial: "NVMECONV", Size: 64 << 20},
+			{Kind: qemu.SATA, ID: "sata", Image: filepath.Join(dir, "sata.img"), Serial: "SATA0", Size: 64 << 20},
 		},
 		Modules: []qemu.Module{
 			{Name: "null_blk", Params: "nr_devices=1 zoned=1 zone_size=64 zone_nr_conv=1 gb=1 memory_backed=1"},
@@ -111,7 +114,7 @@ func vmForeign(t *testing.T, path string) {
 	if zoned {
 		return
 	}
-	if out, err := exec.Command("sgdisk", "-Z", "-n", "1:2048:0", path).CombinedOutput(); err != nil {
+	if out, err := exec.Command("sgdisk", "-n", "1:2048:0", path).CombinedOutput(); err != nil {
 		t.Fatalf("sgdisk: %v: %s", err, out)
 	}
 	r = vmDetect(t, path, Options{})

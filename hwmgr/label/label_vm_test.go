@@ -4,6 +4,7 @@ package label
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 
 	"github.com/stowage/stowage/osd/zone"
@@ -19,11 +20,12 @@ import (
 // device closed and reopened along the way; the label must never hold more
 // than one zone active.
 func TestVMLabel(t *testing.T) {
+	dir := t.TempDir() // fresh images every run
 	opts := qemu.Options{
 		Drives: []qemu.Drive{
-			{Kind: qemu.NVMeZNS, ID: "zns", Serial: "ZNS0", Size: 256 << 20, ZoneSize: 64 << 20, ZoneCapacity: 48 << 20, MaxOpen: 4, MaxActive: 6},
-			{Kind: qemu.NVMeZNS, ID: "small", Serial: "ZNS1", Size: 64 << 20, ZoneSize: 1 << 20, ZoneCapacity: 768 << 10, MaxOpen: 2, MaxActive: 2},
-			{Kind: qemu.NVMe, ID: "conv", Serial: "NVMECONV", Size: 64 << 20},
+			{Kind: qemu.NVMeZNS, ID: "zns", Image: filepath.Join(dir, "zns.img"), Serial: "ZNS0", Size: 256 << 20, ZoneSize: 64 << 20, ZoneCapacity: 48 << 20, MaxOpen: 4, MaxActive: 6},
+			{Kind: qemu.NVMeZNS, ID: "small", Image: filepath.Join(dir, "small.img"), Serial: "ZNS1", Size: 64 << 20, ZoneSize: 1 << 20, ZoneCapacity: 768 << 10, MaxOpen: 2, MaxActive: 2},
+			{Kind: qemu.NVMe, ID: "conv", Image: filepath.Join(dir, "conv.img"), Serial: "NVMECONV", Size: 64 << 20},
 		},
 		Modules: []qemu.Module{
 			{Name: "null_blk", Params: "nr_devices=1 zoned=1 zone_size=64 zone_nr_conv=1 gb=1 memory_backed=1 zone_max_open=8 zone_max_active=8"},
