@@ -193,6 +193,8 @@ func crashOnce(seed int64, kind zone.Kind) (cut bool, err error) {
 		if rng.IntN(2) == 0 {
 			o.ZoneCapacity = testZoneSize - 12<<10
 		}
+		o.Flavor = zone.Flavor(rng.IntN(3)) // null_blk, ZBC or ZNS corner cases
+		o.ConvZones = rng.IntN(2)           // a conventional zone 0, as on null_blk and SMR drives
 	}
 	dev, err := zone.NewMem(o)
 	if err != nil {
