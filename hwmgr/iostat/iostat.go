@@ -211,9 +211,16 @@ type Rate struct {
 	// QueueDepth is the average number of I/Os in flight (Δtime_in_queue /
 	// interval), iostat's aqu-sz.
 	QueueDepth float64 `json:"queue_depth"`
-	InFlight   uint64  `json:"in_flight"` // in flight at the end of the window
-	ReadOps    uint64  `json:"read_ops"`  // completed in the window
-	WriteOps   uint64  `json:"write_ops"`
+	// Discards and cache flushes (kernel 4.18+ and 5.5+; zero before).
+	DiscardIOPS        float64 `json:"discard_iops"`
+	DiscardBytesPerSec float64 `json:"discard_bytes_per_second"`
+	FlushIOPS          float64 `json:"flush_iops"`
+	// FlushLatencyMs is the average time per cache flush: what an
+	// acknowledged write waits for on a drive with a volatile cache.
+	FlushLatencyMs float64 `json:"flush_latency_ms"`
+	InFlight       uint64  `json:"in_flight"` // in flight at the end of the window
+	ReadOps        uint64  `json:"read_ops"`  // completed in the window
+	WriteOps       uint64  `json:"write_ops"`
 	// Reset is set when the window has no valid rates: the device is new,
 	// its major:minor changed, or a counter went backwards (a drive
 	// replaced under the same name, counters reset). All rates are zero
@@ -276,6 +283,9 @@ func rate(p, c Counters, iv time.Duration) Rate {
 	rSec, wSec := count(p.ReadSectors, c.ReadSectors), count(p.WriteSectors, c.WriteSectors)
 	count(p.ReadMerges, c.ReadMerges)
 	count(p.WriteMerges, c.WriteMerges)
+	dIOs, dSec, fIOs := count(p.DiscardIOs, c.DiscardIOs), count(p.DiscardSectors, c.DiscardSectors), count(p.FlushIOs, c.FlushIOs)
+	fTicks := ms(p.FlushTicks, c.FlushTicks)
+	ms(p.DiscardTicks, c.DiscardTicks)
 	rTicks, wTicks := ms(p.ReadTicks, c.ReadTicks), ms(p.WriteTicks, c.WriteTicks)
 	ioTicks, inQueue := ms(p.IOTicks, c.IOTicks), ms(p.TimeInQueue, c.TimeInQueue)
 	if !ok {
@@ -284,22 +294,28 @@ func rate(p, c Counters, iv time.Duration) Rate {
 	sec := iv.Seconds()
 	ivMs := sec * 1000
 	r := Rate{
-		Interval:         iv,
-		ReadIOPS:         float64(rIOs) / sec,
-		WriteIOPS:        float64(wIOs) / sec,
-		ReadBytesPerSec:  float64(rSec*SectorSize) / sec,
-		WriteBytesPerSec: float64(wSec*SectorSize) / sec,
-		Utilization:      min(float64(ioTicks)/ivMs, 1),
-		QueueDepth:       float64(inQueue) / ivMs,
-		InFlight:         c.InFlight,
-		ReadOps:          rIOs,
-		WriteOps:         wIOs,
+		Interval:           iv,
+		ReadIOPS:           float64(rIOs) / sec,
+		WriteIOPS:          float64(wIOs) / sec,
+		ReadBytesPerSec:    float64(rSec*SectorSize) / sec,
+		WriteBytesPerSec:   float64(wSec*SectorSize) / sec,
+		Utilization:        min(float64(ioTicks)/ivMs, 1),
+		QueueDepth:         float64(inQueue) / ivMs,
+		DiscardIOPS:        float64(dIOs) / sec,
+		DiscardBytesPerSec: float64(dSec*SectorSize) / sec,
+		FlushIOPS:          float64(fIOs) / sec,
+		InFlight:           c.InFlight,
+		ReadOps:            rIOs,
+		WriteOps:           wIOs,
 	}
 	if rIOs > 0 {
 		r.ReadLatencyMs = float64(rTicks) / float64(rIOs)
 	}
 	if wIOs > 0 {
 		r.WriteLatencyMs = float64(wTicks) / float64(wIOs)
+	}
+	if fIOs > 0 {
+		r.FlushLatencyMs = float64(fTicks) / float64(fIOs)
 	}
 	return r
 }

@@ -65,7 +65,8 @@ func TestFixtureRates(t *testing.T) {
 					ReadLatencyMs: 8, WriteLatencyMs: 5, Utilization: 0.5, QueueDepth: 1.05, ReadOps: 1000, WriteOps: 500},
 				// Utilisation is clamped to 1 (io_ticks 10000 ms in 10 s).
 				"nvme0n1": {ReadIOPS: 20000, WriteIOPS: 10000, ReadBytesPerSec: 1600000 * 512 / 10, WriteBytesPerSec: 800000 * 512 / 10,
-					ReadLatencyMs: 0.1, WriteLatencyMs: 0.05, Utilization: 1, QueueDepth: 2.5, InFlight: 4, ReadOps: 200000, WriteOps: 100000},
+					ReadLatencyMs: 0.1, WriteLatencyMs: 0.05, Utilization: 1, QueueDepth: 2.5, InFlight: 4, ReadOps: 200000, WriteOps: 100000,
+					DiscardIOPS: 5, DiscardBytesPerSec: 102400 * 512 / 10, FlushIOPS: 100, FlushLatencyMs: 2},
 				"loop0": {},
 				// Replaced drive: counters went backwards.
 				"sdf": {Reset: true},
@@ -79,6 +80,8 @@ func TestFixtureRates(t *testing.T) {
 					{g.ReadIOPS, w.ReadIOPS}, {g.WriteIOPS, w.WriteIOPS}, {g.ReadBytesPerSec, w.ReadBytesPerSec},
 					{g.WriteBytesPerSec, w.WriteBytesPerSec}, {g.ReadLatencyMs, w.ReadLatencyMs}, {g.WriteLatencyMs, w.WriteLatencyMs},
 					{g.Utilization, w.Utilization}, {g.QueueDepth, w.QueueDepth},
+					{g.DiscardIOPS, w.DiscardIOPS}, {g.DiscardBytesPerSec, w.DiscardBytesPerSec},
+					{g.FlushIOPS, w.FlushIOPS}, {g.FlushLatencyMs, w.FlushLatencyMs},
 				} {
 					ok = ok && near(p[0], p[1])
 				}
@@ -91,7 +94,7 @@ func TestFixtureRates(t *testing.T) {
 }
 
 func TestRatesTable(t *testing.T) {
-	base := Counters{Major: 8, ReadIOs: 100, ReadSectors: 800, ReadTicks: 1000, WriteIOs: 10, WriteSectors: 80, WriteTicks: 100, IOTicks: 500, TimeInQueue: 1100}
+	base := Counters{Major: 8, FlushIOs: 7, FlushTicks: 70, ReadIOs: 100, ReadSectors: 800, ReadTicks: 1000, WriteIOs: 10, WriteSectors: 80, WriteTicks: 100, IOTicks: 500, TimeInQueue: 1100}
 	for _, tc := range []struct {
 		name  string
 		mut   func(c *Counters)
@@ -105,6 +108,8 @@ func TestRatesTable(t *testing.T) {
 			}},
 		{"read ios backwards", func(c *Counters) { c.ReadIOs = 5 }, true, nil},
 		{"write sectors backwards", func(c *Counters) { c.WriteSectors = 0 }, true, nil},
+		{"flushes backwards", func(c *Counters) { c.FlushIOs = 0 }, true, nil},
+		{"flushes", func(c *Counters) { c.FlushIOs += 4; c.FlushTicks += 10 }, false, func(r Rate) bool { return r.FlushIOPS == 4 && r.FlushLatencyMs == 2.5 }},
 		{"merges backwards", func(c *Counters) { c.ReadMerges = 0; base.ReadMerges = 3 }, true, nil},
 		{"major:minor changed", func(c *Counters) { c.Minor = 16 }, true, nil},
 		{"io_ticks wrapped", func(c *Counters) { c.IOTicks = 100 }, false, nil},
