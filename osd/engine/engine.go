@@ -145,6 +145,7 @@ type Engine struct {
 	failed  error // sticky: after a failed write the engine takes no more writes
 
 	compactMu sync.Mutex // one compaction at a time
+	flushMu   sync.Mutex // one device flush at a time
 	done      chan struct{}
 	zeros     []byte // aligned zero buffer for padding on zoned devices
 }
