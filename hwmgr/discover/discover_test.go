@@ -2,6 +2,7 @@ package discover
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -437,5 +438,75 @@ func TestResolve(t *testing.T) {
 	}
 	if p, err := resolve("testdata/server/sys/class"); err != nil || p != "testdata/server/sys/class" {
 		t.Errorf("resolve of a directory: %q, %v", p, err)
+	}
+}
+
+// failingReader delivers its events, then fails like a broken socket (or,
+// with closed set, blocks until its context ends).
+type failingReader struct {
+	events []Uevent
+	closed chan struct{}
+}
+
+func (f *failingReader) Read(ctx context.Context) (Uevent, error) {
+	if len(f.events) > 0 {
+		u := f.events[0]
+		f.events = f.events[1:]
+		return u, nil
+	}
+	if f.closed == nil {
+		return Uevent{}, errors.New("recvfrom: socket broke")
+	}
+	<-ctx.Done()
+	return Uevent{}, ctx.Err()
+}
+
+func (f *failingReader) Close() error { return nil }
+
+// TestWatchRedial: when the uevent socket breaks, Watch re-dials (after a
+// failed attempt) and rescans once reconnected, reporting what changed
+// while it was deaf.
+func TestWatchRedial(t *testing.T) {
+	root := copyFixture(t)
+	s := fixtureScanner(t, root, Filter{})
+	dials := 0
+	initialSeen := make(chan struct{})
+	dial := func() (ueventReader, error) {
+		dials++
+		switch dials {
+		case 1: // the first socket breaks at once
+			return &failingReader{}, nil
+		case 2:
+			// While deaf (and after the initial scan): vda is pulled.
+			<-initialSeen
+			if err := os.Remove(filepath.Join(root, "sys/block/vda")); err != nil {
+				t.Error(err)
+			}
+			return nil, errors.New("socket: no buffer space")
+		default:
+			return &failingReader{closed: make(chan struct{})}, nil
+		}
+	}
+	updates := make(chan Update, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Watch(ctx, WatchConfig{Interval: time.Hour, Settle: time.Millisecond, dial: dial, redialMin: time.Millisecond},
+			func(u Update) { updates <- u })
+	}()
+	if u := recv(t, updates); u.Reason != "initial" || len(u.Drives) != 6 {
+		t.Fatalf("first update %s, %d drives", u.Reason, len(u.Drives))
+	}
+	close(initialSeen)
+	u := recv(t, updates)
+	if u.Reason != "overflow" || len(u.Diff.Removed) != 1 || u.Diff.Removed[0].Name != "vda" {
+		t.Fatalf("after re-dial: %s %+v", u.Reason, u.Diff)
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Errorf("Watch: %v", err)
+	}
+	if dials != 3 {
+		t.Errorf("%d dials, want 3", dials)
 	}
 }

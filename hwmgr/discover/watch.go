@@ -119,8 +119,12 @@ type WatchConfig struct {
 	Settle time.Duration
 	// Events, when set, replaces the netlink socket (tests, or a caller
 	// that already listens to uevents). When nil, Watch dials netlink; if
-	// that fails it logs and relies on the periodic rescan.
+	// that fails it logs and relies on the periodic rescan; if the socket
+	// fails later, Watch re-dials with back-off and rescans once back.
 	Events <-chan Uevent
+
+	dial      func() (ueventReader, error) // tests: replaces DialUevents
+	redialMin time.Duration                // first re-dial back-off; default 1s
 }
 
 // Watch scans once, reports it (Reason "initial"), then rescans on block
@@ -140,13 +144,17 @@ func (s *Scanner) Watch(ctx context.Context, cfg WatchConfig, fn func(Update)) e
 	// Listen before the first scan so nothing between the two is missed.
 	events, overflow := cfg.Events, make(chan struct{}, 1)
 	if events == nil {
-		conn, err := DialUevents()
+		dial := cfg.dial
+		if dial == nil {
+			dial = func() (ueventReader, error) { return DialUevents() }
+		}
+		conn, err := dial()
 		if err != nil {
 			s.log.Warn("discover: no uevents; periodic rescans only", "err", err, "interval", cfg.Interval)
 		} else {
 			ch := make(chan Uevent, 64)
 			events = ch
-			go s.readUevents(ctx, conn, ch, overflow)
+			go s.readUevents(ctx, conn, dial, cfg.redialMin, ch, overflow)
 		}
 	}
 	cur, err := s.Scan(ctx)
@@ -206,10 +214,55 @@ func (s *Scanner) Watch(ctx context.Context, cfg WatchConfig, fn func(Update)) e
 	}
 }
 
-// readUevents forwards block uevents until ctx ends or the socket fails.
-func (s *Scanner) readUevents(ctx context.Context, conn *UeventConn, out chan<- Uevent, overflow chan<- struct{}) {
+// ueventReader is what readUevents needs of a uevent socket.
+type ueventReader interface {
+	Read(ctx context.Context) (Uevent, error)
+	Close() error
+}
+
+// readUevents forwards block uevents until ctx ends. When the socket
+// fails it re-dials with back-off (redialMin doubling to a minute; the
+// periodic rescan covers the gap) and, once reconnected, asks for a
+// rescan, since events were lost meanwhile.
+func (s *Scanner) readUevents(ctx context.Context, conn ueventReader, dial func() (ueventReader, error),
+	redialMin time.Duration, out chan<- Uevent, overflow chan<- struct{}) {
 	defer close(out)
-	defer conn.Close()
+	rescan := func() {
+		select {
+		case overflow <- struct{}{}:
+		default:
+		}
+	}
+	if redialMin <= 0 {
+		redialMin = time.Second
+	}
+	for {
+		err := forward(ctx, conn, out, rescan)
+		conn.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("discover: uevent socket failed; re-dialling, periodic rescans meanwhile", "err", err)
+		for wait := redialMin; ; wait = min(2*wait, time.Minute) {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if conn, err = dial(); err == nil {
+				break
+			}
+			s.log.Warn("discover: uevent re-dial failed", "err", err, "retry_in", min(2*wait, time.Minute))
+		}
+		rescan()
+	}
+}
+
+// forward copies events from conn to out until a read fails (overflows
+// only ask for a rescan).
+func forward(ctx context.Context, conn ueventReader, out chan<- Uevent, rescan func()) error {
 	for {
 		u, err := conn.Read(ctx)
 		switch {
@@ -217,18 +270,12 @@ func (s *Scanner) readUevents(ctx context.Context, conn *UeventConn, out chan<- 
 			select {
 			case out <- u:
 			case <-ctx.Done():
-				return
+				return ctx.Err()
 			}
 		case errors.Is(err, ErrUeventOverflow):
-			select {
-			case overflow <- struct{}{}:
-			default:
-			}
+			rescan()
 		default:
-			if ctx.Err() == nil {
-				s.log.Warn("discover: uevent socket failed; periodic rescans only", "err", err)
-			}
-			return
+			return err
 		}
 	}
 }
