@@ -52,7 +52,7 @@ func names(m map[string]Drive) []string {
 // server, and that nothing that must not count does.
 func TestFixtureServer(t *testing.T) {
 	got := scanByName(t, fixtureScanner(t, fixture, Filter{}))
-	if want := []string{"nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "vda"}; !slices.Equal(names(got), want) {
+	if want := []string{"nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "vda"}; !slices.Equal(names(got), want) {
 		t.Fatalf("drives = %v, want %v (no loop, partition, dm, md, sr, zram, ram, hidden nvme path)", names(got), want)
 	}
 	type want struct {
@@ -85,6 +85,10 @@ func TestFixtureServer(t *testing.T) {
 			1 << 30, 512, 512, true, ZonedNone, 0, 0, 0, 0, []string{"virtio-VIRTIO01"}},
 		"sdc": {TransportSCSI, "virtio_scsi", "", "VSCSI001", "QEMU", "QEMU HARDDISK", "2.5+",
 			1 << 30, 512, 512, true, ZonedNone, 0, 0, 0, 0, []string{"scsi-0QEMU_QEMU_HARDDISK_VSCSI001"}},
+		// SATA behind the SAS HBA: transport sata, host driver mpt3sas.
+		"sdd": {TransportSATA, "mpt3sas", "0x5000cca2b0c0ffee", "2BKABCDE", "ATA", "WDC WUH721816AL", "W680",
+			31251759104 * 512, 512, 4096, true, ZonedNone, 0, 0, 0, 0,
+			[]string{"ata-WDC_WUH721816AL_2BKABCDE", "wwn-0x5000cca2b0c0ffee"}},
 	}
 	for name, w := range cases {
 		d := got[name]
@@ -122,6 +126,9 @@ func TestFixtureServer(t *testing.T) {
 	}
 	if b, err := os.ReadFile(sdb.LocatePath); err != nil || string(b) != "0\n" {
 		t.Errorf("locate file %s: %q %v", sdb.LocatePath, b, err)
+	}
+	if e := got["sdd"].Enclosure; e == nil || e.Slot != 8 || e.Bay != "Slot 08" {
+		t.Errorf("sdd enclosure = %+v", e)
 	}
 	for _, n := range []string{"sda", "sdc", "vda", "nvme0n1"} {
 		if got[n].Enclosure != nil {
@@ -162,10 +169,10 @@ func TestFilter(t *testing.T) {
 		filter Filter
 		want   []string
 	}{
-		{"default", Filter{}, []string{"nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "vda"}},
-		{"loop", Filter{Loop: true}, []string{"loop0", "nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "vda"}},
-		{"loop below its dir", Filter{Loop: true, LoopBackingDir: "/var/tmp/stowage"}, []string{"loop0", "nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "vda"}},
-		{"loop elsewhere", Filter{Loop: true, LoopBackingDir: "/var/tmp/stow"}, []string{"nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "vda"}},
+		{"default", Filter{}, []string{"nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "vda"}},
+		{"loop", Filter{Loop: true}, []string{"loop0", "nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "vda"}},
+		{"loop below its dir", Filter{Loop: true, LoopBackingDir: "/var/tmp/stowage"}, []string{"loop0", "nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "vda"}},
+		{"loop elsewhere", Filter{Loop: true, LoopBackingDir: "/var/tmp/stow"}, []string{"nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "vda"}},
 		{"names", Filter{Names: []string{"sdb", "sr0", "dm-0", "nvme1c1n1"}}, []string{"sdb"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -267,7 +274,7 @@ func TestWatchInjectedEvents(t *testing.T) {
 			func(u Update) { updates <- u })
 	}()
 	first := recv(t, updates)
-	if first.Reason != "initial" || len(first.Drives) != 6 || len(first.Diff.Added) != 6 {
+	if first.Reason != "initial" || len(first.Drives) != 7 || len(first.Diff.Added) != 7 {
 		t.Fatalf("initial update: reason %s, %d drives", first.Reason, len(first.Drives))
 	}
 	must(t, os.Remove(filepath.Join(root, "sys/block/sda")))
@@ -276,7 +283,7 @@ func TestWatchInjectedEvents(t *testing.T) {
 		events <- Uevent{Action: "remove", Subsystem: "block", DevType: "disk", DevName: "sda", DevPath: "/devices/x/block/sda"}
 	}
 	u := recv(t, updates)
-	if u.Reason != "uevent" || len(u.Diff.Removed) != 1 || u.Diff.Removed[0].Name != "sda" || len(u.Drives) != 5 {
+	if u.Reason != "uevent" || len(u.Diff.Removed) != 1 || u.Diff.Removed[0].Name != "sda" || len(u.Drives) != 6 {
 		t.Fatalf("update after remove: %s removed %+v drives %d", u.Reason, u.Diff.Removed, len(u.Drives))
 	}
 	// An event with nothing changed reports nothing; cancelling ends Watch.
@@ -494,7 +501,7 @@ func TestWatchRedial(t *testing.T) {
 		done <- s.Watch(ctx, WatchConfig{Interval: time.Hour, Settle: time.Millisecond, dial: dial, redialMin: time.Millisecond},
 			func(u Update) { updates <- u })
 	}()
-	if u := recv(t, updates); u.Reason != "initial" || len(u.Drives) != 6 {
+	if u := recv(t, updates); u.Reason != "initial" || len(u.Drives) != 7 {
 		t.Fatalf("first update %s, %d drives", u.Reason, len(u.Drives))
 	}
 	close(initialSeen)

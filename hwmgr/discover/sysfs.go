@@ -156,6 +156,11 @@ func (s *Scanner) describe(name string, sc *scan) (Drive, bool, error) {
 	}
 	s.zoned(&d, real)
 	s.identity(&d, real, devDir, sc.udev[name])
+	if (d.Transport == TransportSAS || d.Transport == TransportSCSI) && d.Vendor == "ATA" {
+		// A SATA drive behind a SAS HBA (the HBA's SATL presents it as
+		// SCSI with vendor "ATA"): it speaks ATA, smartctl needs -d sat.
+		d.Transport = TransportSATA
+	}
 	s.hostDriver(&d, real, devDir)
 	if d.Transport == TransportNVMe && devDir != "" {
 		nsid, _ := strconv.ParseUint(sysAttr(real, "nsid"), 10, 32)

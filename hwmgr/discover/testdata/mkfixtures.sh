@@ -70,6 +70,12 @@ put "$B/zoned" host-managed; put "$B/chunk_sectors" 524288; put "$B/nr_zones" 52
 put "$B/max_open_zones" 128; put "$B/max_active_zones" 0
 udev 8:16 DEVNAME=/dev/sdb ID_BUS=scsi ID_VENDOR=HGST ID_MODEL=HSH721414AL52M0 ID_SERIAL=35000cca2a1b2c3d4 ID_SERIAL_SHORT=9JG4ABCD ID_WWN=0x5000cca2a1b2c3d4 ID_WWN_WITH_EXTENSION=0x5000cca2a1b2c3d4
 byid scsi-35000cca2a1b2c3d4 sdb; byid wwn-0x5000cca2a1b2c3d4 sdb
+# 2b. A SATA HDD behind the same SAS HBA and expander (SATL), in slot 8.
+D8=$EXP/port-1:0:2/end_device-1:0:2/target1:0:2/1:0:2:0
+scsidev "$D8" "ATA     " "WDC WUH721816AL" W680 2BKABCDE naa.5000cca2b0c0ffee 0
+blockdev "$D8" sdd 8:48 31251759104 1 512 4096 0
+udev 8:48 DEVNAME=/dev/sdd ID_BUS=ata ID_MODEL=WDC_WUH721816AL ID_SERIAL=WDC_WUH721816AL_2BKABCDE ID_SERIAL_SHORT=2BKABCDE ID_WWN=0x5000cca2b0c0ffee ID_WWN_WITH_EXTENSION=0x5000cca2b0c0ffee
+byid ata-WDC_WUH721816AL_2BKABCDE sdd; byid wwn-0x5000cca2b0c0ffee sdd
 E=$EXP/port-1:0:1/end_device-1:0:1/target1:0:1/1:0:1:0
 scsidev "$E" "HGST    " "H4060-J         " 3010 "" naa.5000cca0123400fe 13
 for n in 6 7 8; do
@@ -77,6 +83,7 @@ for n in 6 7 8; do
 	put "$C/slot" "$n"; put "$C/locate" 0; put "$C/fault" 0; put "$C/status" OK; put "$C/type" "array device"
 done
 link "$D" "$E/enclosure/1:0:1:0/Slot 07/device"
+link "$D8" "$E/enclosure/1:0:1:0/Slot 08/device"
 link "$E/enclosure/1:0:1:0" "$S/class/enclosure/1:0:1:0"
 
 # 3. NVMe ZNS namespace (QEMU's controller: 64 MiB zones, 16 zones).
