@@ -374,7 +374,7 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 			initErrs = append(initErrs, arg)
 		case ok && k == guest.MarkExit:
 			started = false
-		case started:
+		case started && strings.TrimSpace(l) != "":
 			out = append(out, l)
 		}
 	}
