@@ -20,10 +20,11 @@ const benchDrives = 100
 // BenchmarkCycle100Loops measures one discovery + I/O statistics cycle
 // (Scan, two diskstats samples, Rates, Outliers) over 100 real loop
 // devices, each backed by a 1 MiB sparse file, and reports per drive:
-// wall ns, CPU ns (user+system of this process), bytes allocated, and the
-// ratio of the cycle's wall time to the floor of any sysfs-based discovery
-// — reading the same sysfs attributes and /proc/diskstats with plain
-// os.ReadFile, measured in the same run.
+// wall ns (fastest of 5 cycles), CPU ns (user+system of this process,
+// mean), bytes allocated (mean), and the ratio of the cycle's wall time to
+// the floor of any sysfs-based discovery — one readlink per device and the
+// same attributes and /proc/diskstats read raw, fastest of 5, measured in
+// the same run.
 func BenchmarkCycle100Loops(b *testing.B) {
 	if os.Getuid() != 0 && os.Getenv("CI") == "" {
 		b.Skip("needs root for 100 loop devices (set CI=true to force)")
@@ -94,30 +95,18 @@ func BenchmarkCycle100Loops(b *testing.B) {
 		b.Fatalf("found %d loop drives, want %d", len(loops), benchDrives)
 	}
 
-	var ru0, ru1 syscall.Rusage
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		cycle()
-	}
-	wall := time.Since(start)
-	b.StopTimer()
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	runtime.ReadMemStats(&m1)
-	cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
-
-	// The floor: the same attributes read raw into a stack buffer, no
-	// parsing, no ghw.
+	// Each of b.N iterations times reps cycles and reps floor passes and
+	// keeps the fastest of each: on a shared 2-core machine one sample is
+	// mostly noise. CPU time and allocations are averaged over all cycles.
+	const reps = 5
+	// The floor: the same attributes read raw into a stack buffer, links
+	// read with one readlink, no parsing, no ghw.
 	attrs := []string{"dev", "size", "ro", "removable", "hidden", "queue/rotational", "queue/logical_block_size",
 		"queue/physical_block_size", "queue/zoned", "loop/backing_file"}
-	floorStart := time.Now()
-	for range b.N {
+	floorPass := func() {
 		entries, _ := os.ReadDir("/sys/block")
 		for _, e := range entries {
-			if _, err := filepath.EvalSymlinks(filepath.Join("/sys/block", e.Name())); err != nil {
+			if _, err := os.Readlink(filepath.Join("/sys/block", e.Name())); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -127,18 +116,36 @@ func BenchmarkCycle100Loops(b *testing.B) {
 			}
 		}
 		for range 2 {
-			if _, err := os.ReadFile("/proc/diskstats"); err != nil {
-				b.Fatal(err)
-			}
+			readRaw("/proc/diskstats")
 		}
 	}
-	floor := time.Since(floorStart)
-
-	per := float64(b.N * benchDrives)
-	b.ReportMetric(float64(wall.Nanoseconds())/per, "ns/drive")
-	b.ReportMetric(float64(cpu.Nanoseconds())/per, "cpu-ns/drive")
-	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/per, "alloc-B/drive")
-	b.ReportMetric(float64(wall)/float64(floor), "sysfs-floor-limit-ratio")
+	var ru0, ru1 syscall.Rusage
+	var m0, m1 runtime.MemStats
+	best, floor := time.Duration(1<<62), time.Duration(1<<62)
+	runtime.ReadMemStats(&m0)
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	b.ResetTimer()
+	for range b.N {
+		for range reps {
+			start := time.Now()
+			cycle()
+			best = min(best, time.Since(start))
+		}
+	}
+	b.StopTimer()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	runtime.ReadMemStats(&m1)
+	for range b.N * reps {
+		start := time.Now()
+		floorPass()
+		floor = min(floor, time.Since(start))
+	}
+	cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
+	cycles := float64(b.N * reps)
+	b.ReportMetric(float64(best.Nanoseconds())/benchDrives, "ns/drive")
+	b.ReportMetric(float64(cpu.Nanoseconds())/cycles/benchDrives, "cpu-ns/drive")
+	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/cycles/benchDrives, "alloc-B/drive")
+	b.ReportMetric(float64(best)/float64(floor), "sysfs-floor-limit-ratio")
 }
 
 // readRaw reads a small file into a stack buffer: open, read, close.
