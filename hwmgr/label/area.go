@@ -51,8 +51,9 @@ type region struct {
 }
 
 // Corruption is a block in a label region that starts with the label
-// magic but does not decode: a torn or damaged record. It is reported,
-// never fatal.
+// magic but does not decode (a torn or damaged record), or a region that
+// could not be read at all (Offset is the region's start). It is reported,
+// never fatal while the other region reads.
 type Corruption struct {
 	Offset int64 // byte offset on the device
 	Err    error
@@ -169,13 +170,21 @@ func (a *Area) scan(ctx context.Context) error {
 			}
 		}
 	}
+	var errs []error
 	for i := range a.regions {
 		if err := a.scanRegion(i); err != nil {
-			return err
+			// An unreadable region (a medium error) is noted and the
+			// other one still counts; both unreadable is an error.
+			a.corrupt = append(a.corrupt, Corruption{Offset: a.regions[i].start, Err: err})
+			errs = append(errs, err)
+			continue
 		}
 		if g := a.regions[i].newest.Generation; g > a.newest.Generation {
 			a.newest, a.active = a.regions[i].newest, i
 		}
+	}
+	if len(errs) == len(a.regions) {
+		return errors.Join(errs...)
 	}
 	a.stale = false
 	return nil
