@@ -24,15 +24,18 @@ import (
 // scsi_debug host-managed SMR disk and a QEMU NVMe ZNS namespace whose zone
 // capacity (48 MiB) is below its zone size (64 MiB).
 func TestVMZoned(t *testing.T) {
+	// Fresh sparse images per run, removed afterwards (left to itself,
+	// RunTest would put them in the package directory and reuse them).
+	img := t.TempDir()
 	opts := qemu.Options{
 		Drives: []qemu.Drive{
 			{
-				Kind: qemu.NVMeZNS, ID: "zns", Serial: "ZNS0", Size: 1 << 30,
+				Kind: qemu.NVMeZNS, ID: "zns", Serial: "ZNS0", Size: 1 << 30, Image: filepath.Join(img, "zns.img"),
 				ZoneSize: 64 << 20, ZoneCapacity: 48 << 20, MaxOpen: 4, MaxActive: 6,
 			},
 			// 2560 small zones: more than one BLKREPORTZONE batch.
-			{Kind: qemu.NVMeZNS, ID: "many", Serial: "ZNSMANY", Size: 2560 << 20, ZoneSize: 1 << 20},
-			{Kind: qemu.NVMe, ID: "conv", Serial: "NVMECONV", Size: 256 << 20},
+			{Kind: qemu.NVMeZNS, ID: "many", Serial: "ZNSMANY", Size: 2560 << 20, ZoneSize: 1 << 20, Image: filepath.Join(img, "many.img")},
+			{Kind: qemu.NVMe, ID: "conv", Serial: "NVMECONV", Size: 256 << 20, Image: filepath.Join(img, "conv.img")},
 		},
 		Modules: []qemu.Module{
 			{Name: "null_blk", Params: "nr_devices=1 zoned=1 zone_size=64 zone_nr_conv=1 gb=1 memory_backed=1 zone_max_open=8 zone_max_active=8"},
