@@ -46,6 +46,10 @@ type Drive struct {
 	ZoneSize, ZoneCapacity int64
 	// MaxOpen and MaxActive zone limits (NVMeZNS); 0 = no limit.
 	MaxOpen, MaxActive int
+	// RotationRate (SATA and SCSI): 0 leaves it unreported, 1 says
+	// "non-rotating" (SSD), other values are RPM (7200 makes a disk look
+	// like a hard drive to the guest).
+	RotationRate int
 }
 
 const (
@@ -74,6 +78,9 @@ func (d Drive) withDefaults(i int, dir string) (Drive, error) {
 	}
 	if d.Size == 0 {
 		d.Size = defaultDriveSize
+	}
+	if d.RotationRate < 0 || d.RotationRate > 0xfffe {
+		return d, fmt.Errorf("drive %s: rotation rate %d out of range", d.ID, d.RotationRate)
 	}
 	if d.BlockSize == 0 {
 		d.BlockSize = 512
@@ -188,11 +195,17 @@ func (d Drive) devices(bus string) []qdev {
 		if d.Model != "" {
 			p = append(p, prop{"model", d.Model})
 		}
+		if d.RotationRate != 0 {
+			p = append(p, prop{"rotation_rate", strconv.Itoa(d.RotationRate)})
+		}
 		return []qdev{{"ide-hd", append(p, blk...)}}
 	case SCSI:
 		p := []prop{{"id", d.ID}, {"bus", bus}, {"drive", d.nodeName()}, {"serial", d.Serial}}
 		if d.Model != "" {
 			p = append(p, prop{"product", d.Model})
+		}
+		if d.RotationRate != 0 {
+			p = append(p, prop{"rotation_rate", strconv.Itoa(d.RotationRate)})
 		}
 		return []qdev{{"scsi-hd", append(p, blk...)}}
 	default: // VirtioBlk

@@ -41,6 +41,7 @@ func TestDriveErrors(t *testing.T) {
 		"zone capacity": {Kind: NVMeZNS, ZoneSize: 1 << 20, ZoneCapacity: 2 << 20},
 		"zone size":     {Kind: NVMeZNS, Size: 3 << 20, ZoneSize: 2 << 20},
 		"block size":    {Kind: SATA, Size: 1000},
+		"rotation rate": {Kind: SATA, RotationRate: -1},
 	} {
 		if _, err := d.withDefaults(0, "/x"); err == nil {
 			t.Errorf("%s: %+v accepted", name, d)
@@ -94,5 +95,17 @@ func TestRunPattern(t *testing.T) {
 	}
 	if got := runPattern("TestVMX/case_1.5"); got != `^TestVMX$/^case_1\.5$` {
 		t.Errorf("got %s", got)
+	}
+}
+
+func TestDriveRotationRate(t *testing.T) {
+	for _, k := range []DriveKind{SATA, SCSI} {
+		d, err := Drive{Kind: k, RotationRate: 7200}.withDefaults(0, "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.devices("bus.0")[0].arg(); !strings.Contains(got, "rotation_rate=7200") {
+			t.Errorf("%s: %s", k, got)
+		}
 	}
 }

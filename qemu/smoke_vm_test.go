@@ -14,9 +14,9 @@ func TestVMDrives(t *testing.T) {
 	opts := qemu.Options{Drives: []qemu.Drive{
 		{Kind: qemu.NVMe, Serial: "NVME-CONV-1"},
 		{Kind: qemu.NVMeZNS, Serial: "NVME-ZNS-1", ZoneSize: 32 << 20},
-		{Kind: qemu.SATA, Serial: "SATA-1", Model: "STOWAGE SATA"},
+		{Kind: qemu.SATA, Serial: "SATA-1", Model: "STOWAGE SATA", RotationRate: 1},
 		{Kind: qemu.VirtioBlk, Serial: "VIRTIO-1", Size: 256 << 20},
-		{Kind: qemu.SCSI, Serial: "SCSI-1", Model: "STW-SCSI"},
+		{Kind: qemu.SCSI, Serial: "SCSI-1", Model: "STW-SCSI", RotationRate: 7200},
 	}}
 	qemu.RunTest(t, opts, func(t *testing.T, g *qemu.Guest) {
 		for _, d := range g.Drives {
@@ -34,6 +34,9 @@ func TestVMDrives(t *testing.T) {
 			}
 			if b.Zoned != wantZoned {
 				t.Errorf("drive %s: zoned %q, want %q", d.ID, b.Zoned, wantZoned)
+			}
+			if d.RotationRate != 0 && b.Rotational != (d.RotationRate > 1) {
+				t.Errorf("drive %s: rotational %v with rotation rate %d", d.ID, b.Rotational, d.RotationRate)
 			}
 			if d.Model != "" && b.Model != d.Model {
 				t.Errorf("drive %s: model %q, want %q", d.ID, b.Model, d.Model)

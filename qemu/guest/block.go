@@ -27,6 +27,7 @@ type BlockDevice struct {
 	NrZones          int64  // queue/nr_zones
 	MaxOpenZones     int64  // queue/max_open_zones, 0 = no limit
 	MaxActiveZones   int64  // queue/max_active_zones, 0 = no limit
+	Rotational       bool   // queue/rotational is 1
 }
 
 // ZoneSize is the zone size in bytes, 0 for a device that is not zoned.
@@ -68,6 +69,7 @@ func BlockDevices(sysRoot string) ([]BlockDevice, error) {
 		b.NrZones = intAttr(filepath.Join(d, "queue", "nr_zones"))
 		b.MaxOpenZones = intAttr(filepath.Join(d, "queue", "max_open_zones"))
 		b.MaxActiveZones = intAttr(filepath.Join(d, "queue", "max_active_zones"))
+		b.Rotational = intAttr(filepath.Join(d, "queue", "rotational")) == 1
 		out = append(out, b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -56,6 +56,7 @@ func sysFixture(t *testing.T) string {
 		"block/sda/device/model":                            "STOWAGE SATA    \n",
 		"block/sda/size":                                    "2097152\n",
 		"block/sda/queue/zoned":                             "none\n",
+		"block/sda/queue/rotational":                        "1\n",
 		"block/vda/serial":                                  "VIRTIO-1\n",
 		"block/vda/size":                                    "524288\n",
 		"block/nullb0/size":                                 "2097152\n",
@@ -82,7 +83,7 @@ func TestBlockDevices(t *testing.T) {
 		zns.NrZones != 16 || zns.MaxOpenZones != 8 || zns.MaxActiveZones != 8 || zns.LogicalBlockSize != 4096 {
 		t.Fatalf("ZNS namespace: %+v", zns)
 	}
-	if sda, _ := FindSerial(list, "SATA-1"); sda.Name != "sda" || sda.Zoned != "none" || sda.ZoneSize() != 0 {
+	if sda, _ := FindSerial(list, "SATA-1"); sda.Name != "sda" || sda.Zoned != "none" || sda.ZoneSize() != 0 || !sda.Rotational || zns.Rotational {
 		t.Fatalf("SATA: %+v", sda)
 	}
 	if got := FindModel(list, "STOWAGE SATA"); len(got) != 1 || got[0].Name != "sda" {
