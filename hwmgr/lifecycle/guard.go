@@ -79,8 +79,8 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 // rules, in order:
 //
 //  1. never an in-service drive (ErrInService), whatever the request says;
-//  2. a drive that holds data (owner payload or foreign signature), and a
-//     ready drive asked to burn in again, only when serial equals the
+//  2. adopt, a drive that holds data (owner payload or foreign signature),
+//     and a ready drive asked to burn in again, only when serial equals the
 //     drive's serial: ErrNoSerial if the drive has none, ErrSerialRequired
 //     if the request names none, ErrSerialMismatch if it names another.
 //
@@ -96,7 +96,7 @@ func Guard(d Drive, a Action, serial string) error {
 	if d.State == InService {
 		return refuse(ErrInService, "drain it first")
 	}
-	needSerial := d.HoldsData() || (a == ActBurnIn && d.State == Ready)
+	needSerial := d.HoldsData() || a == ActAdopt || (a == ActBurnIn && d.State == Ready)
 	if !needSerial {
 		return nil
 	}
@@ -106,6 +106,8 @@ func Guard(d Drive, a Action, serial string) error {
 		why = "drive carries an owner payload"
 	case len(d.Foreign) > 0:
 		why = "foreign signatures: " + strings.Join(d.Foreign, ", ")
+	case a == ActAdopt:
+		why = "adopt always names the drive"
 	case d.State == Ready:
 		why = "drive already passed burn-in"
 	}
