@@ -170,9 +170,20 @@ func (a *Area) scan(ctx context.Context) error {
 			}
 		}
 	}
+	// Two fixed regions side by side (a conventional drive): one read for
+	// both. If it fails, each region is read on its own, so that a medium
+	// error in one does not hide the other.
+	var pre [2][]byte
+	r0, r1 := a.regions[0], a.regions[1]
+	if !r0.seq && !r1.seq && r1.start == r0.start+r0.cap {
+		buf := zone.AlignedBlock(int(r0.cap + r1.cap))
+		if _, err := a.dev.ReadAt(buf, r0.start); err == nil {
+			pre[0], pre[1] = buf[:r0.cap], buf[r0.cap:]
+		}
+	}
 	var errs []error
 	for i := range a.regions {
-		if err := a.scanRegion(i); err != nil {
+		if err := a.scanRegion(i, pre[i]); err != nil {
 			// An unreadable region (a medium error) is noted and the
 			// other one still counts; both unreadable is an error.
 			a.corrupt = append(a.corrupt, Corruption{Offset: a.regions[i].start, Err: err})
@@ -203,7 +214,9 @@ type candidate struct {
 // damaged record is noted in a.corrupt), so one bad record hides nothing
 // after it. Only the newest candidate is decoded in full (and the next
 // one if that fails), so a scan costs one CRC pass over the region.
-func (a *Area) scanRegion(i int) error {
+//
+// pre, when not nil, holds the region's bytes already read.
+func (a *Area) scanRegion(i int, pre []byte) error {
 	r := &a.regions[i]
 	r.newest, r.end = Record{}, 0
 	n := r.cap
@@ -214,9 +227,12 @@ func (a *Area) scanRegion(i int) error {
 	if n == 0 {
 		return nil
 	}
-	buf := zone.AlignedBlock(int(n))
-	if _, err := a.dev.ReadAt(buf, r.start); err != nil {
-		return fmt.Errorf("label: %s: read region %d (%d bytes at offset %d): %w", a.name, i, n, r.start, err)
+	buf := pre
+	if int64(len(buf)) != n {
+		buf = zone.AlignedBlock(int(n))
+		if _, err := a.dev.ReadAt(buf, r.start); err != nil {
+			return fmt.Errorf("label: %s: read region %d (%d bytes at offset %d): %w", a.name, i, n, r.start, err)
+		}
 	}
 	var cands []candidate
 	for off := int64(0); off < n; {

@@ -17,7 +17,7 @@ import (
 // loopDevice attaches a fresh file of size bytes to a loop device with
 // direct I/O and detaches it when the test ends. Without root (and without
 // CI=true, where it must run) the test is skipped.
-func loopDevice(t *testing.T, size int64) string {
+func loopDevice(t testing.TB, size int64) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "" {
