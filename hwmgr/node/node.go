@@ -84,6 +84,8 @@ type Node struct {
 	bus    *Bus
 	rescan chan struct{}
 	ready  atomic.Bool
+	readyC chan struct{}
+	once   sync.Once
 
 	// scanMu serialises scans, polls and actions that touch a drive's label.
 	scanMu sync.Mutex
@@ -127,6 +129,7 @@ func New(cfg Config) *Node {
 		now:    cfg.Now,
 		bus:    NewBus(cfg.EventRing, 256),
 		rescan: make(chan struct{}, 1),
+		readyC: make(chan struct{}),
 		drives: map[string]*Drive{},
 	}
 }
@@ -136,6 +139,16 @@ func (n *Node) Events() *Bus { return n.bus }
 
 // Ready reports whether the first discovery scan has completed.
 func (n *Node) Ready() bool { return n.ready.Load() }
+
+// ReadyC is closed when the first discovery scan has completed.
+func (n *Node) ReadyC() <-chan struct{} { return n.readyC }
+
+func (n *Node) markReady() {
+	n.once.Do(func() {
+		n.ready.Store(true)
+		close(n.readyC)
+	})
+}
 
 // Trigger asks Run for a rescan soon (hot-plug).
 func (n *Node) Trigger() {
@@ -174,7 +187,7 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) cycle(ctx context.Context, first bool) {
 	n.scanLogged(ctx)
 	if first {
-		n.ready.Store(true)
+		n.markReady()
 	}
 	n.statsLogged(ctx)
 	n.PollSMART(ctx)
@@ -197,7 +210,7 @@ func (n *Node) statsLogged(ctx context.Context) {
 // each drive added or removed.
 func (n *Node) Scan(ctx context.Context) error {
 	if n.cfg.Drives == nil {
-		n.ready.Store(true)
+		n.markReady()
 		return nil
 	}
 	n.scanMu.Lock()
@@ -250,7 +263,7 @@ func (n *Node) Scan(ctx context.Context) error {
 		n.log.Info("drive removed", "drive", d.ID, "name", d.Identity.Name, "serial", d.Identity.Serial)
 		n.bus.Publish(EventDriveRemoved, d.ID, n.now(), DriveData{Name: d.Identity.Name, Serial: d.Identity.Serial, Model: d.Identity.Model, State: d.Label.State})
 	}
-	n.ready.Store(true)
+	n.markReady()
 	return nil
 }
 

@@ -295,19 +295,12 @@ func runDaemon(ctx context.Context, o options, l net.Listener, log *slog.Logger,
 	go func() { serveErr <- srv.Serve(l) }()
 
 	// Ready once the first scan is done (or the context ends first).
-	readyTick := time.NewTicker(50 * time.Millisecond)
-	for !d.node.Ready() {
-		select {
-		case <-ctx.Done():
-		case err := <-serveErr:
-			readyTick.Stop()
-			return fmt.Errorf("serve: %w", err)
-		case <-readyTick.C:
-			continue
-		}
-		break
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-d.node.ReadyC():
 	}
-	readyTick.Stop()
 	if ctx.Err() == nil {
 		inv := d.node.Inventory()
 		if _, err := systemd.Ready(fmt.Sprintf("serving %d drives on %s", len(inv.Drives), l.Addr())); err != nil {
