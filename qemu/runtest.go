@@ -76,7 +76,8 @@ type Options struct {
 // Guest is what the guest body of RunTest gets: the drives as configured
 // (defaults filled in) and helpers to find them.
 type Guest struct {
-	// Drives are Options.Drives with their defaults (ID, Serial, sizes).
+	// Drives are Options.Drives with their defaults (ID, Serial, sizes);
+	// Image is the host path only when Options set it.
 	Drives []Drive
 	// SysRoot is "/sys".
 	SysRoot string
@@ -101,6 +102,7 @@ func RunTest(t *testing.T, opts Options, body func(t *testing.T, g *Guest)) {
 		if err != nil {
 			t.Fatalf("qemu: %v", err)
 		}
+		dd.Image = d.Image // the default image lives in the host's run directory
 		drives[i] = dd
 	}
 	if IsGuest() {
@@ -316,7 +318,8 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 
 	m := Machine{
 		QEMU: qemuPath, Kernel: kernel.Image, Initrd: initrd, Dir: dir,
-		Cmdline: strings.TrimSpace(defaultCmdline + " " + opts.Cmdline), MemoryMiB: opts.MemoryMiB, Drives: drives,
+		Cmdline: strings.TrimSpace(defaultCmdline + " " + opts.Cmdline), MemoryMiB: opts.MemoryMiB,
+		Drives: opts.Drives, // Start puts default images in dir (t.TempDir)
 	}
 	if os.Getenv(ConsoleEnv) == "1" {
 		m.Console = os.Stderr

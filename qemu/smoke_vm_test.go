@@ -3,6 +3,7 @@
 package qemu_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stowage/stowage/qemu"
@@ -43,4 +44,14 @@ func TestVMDrives(t *testing.T) {
 			}
 		}
 	})
+	// Default images live in the run's temporary directory, never in the
+	// package directory.
+	for _, d := range opts.Drives {
+		if _, err := os.Stat(d.Serial + ".img"); err == nil {
+			t.Errorf("image %s.img left in the package directory", d.Serial)
+		}
+	}
+	if _, err := os.Stat("d0.img"); err == nil {
+		t.Error("image d0.img left in the package directory")
+	}
 }
