@@ -2,6 +2,10 @@ package pxe
 
 import (
 	"context"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -14,6 +18,19 @@ import (
 func FuzzHandle(f *testing.F) {
 	for _, tc := range decideCases() {
 		f.Add(tc.req(f).ToBytes())
+	}
+	// Packets captured from real clients.
+	files, _ := filepath.Glob(filepath.Join("testdata", "captures", "*.hex"))
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+		if err != nil {
+			f.Fatalf("%s: %v", file, err)
+		}
+		f.Add(b)
 	}
 	f.Add([]byte{})
 	f.Add([]byte("not dhcp"))
