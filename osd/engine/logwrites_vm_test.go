@@ -42,6 +42,13 @@ func TestVMEngineLogWrites(t *testing.T) {
 		Binaries: []string{"dmsetup"},
 		Timeout:  25 * time.Minute, // TCG: hundreds of recoveries
 	}
+	if dir := os.Getenv("STOWAGE_LW_KEEP"); dir != "" && os.Getenv("STOWAGE_VMTEST_GUEST") == "" {
+		// Keep the images (to replay the log on the host while debugging).
+		for i := range opts.Drives {
+			opts.Drives[i].Image = dir + "/" + opts.Drives[i].ID + ".img"
+			os.Remove(opts.Drives[i].Image)
+		}
+	}
 	qemu.RunTest(t, opts, func(t *testing.T, g *qemu.Guest) {
 		data, err := g.Device("LWDATA")
 		if err != nil {
@@ -83,6 +90,9 @@ func dmsetup(t *testing.T, args ...string) {
 func vmLogWrites(t *testing.T, dataPath, logPath string) {
 	ctx := context.Background()
 	const size = 256 << 20
+	// The replay starts from what the data device holds now (nothing, on
+	// a fresh image): only non-zero blocks are kept.
+	before := nonZeroBlocks(t, dataPath, size)
 	dmsetup(t, "create", "lw", "--noudevsync", "--table", fmt.Sprintf("0 %d log-writes %s %s", size/512, dataPath, logPath))
 	path := "/dev/mapper/lw"
 	if _, err := os.Stat(path); err != nil {
@@ -139,7 +149,30 @@ func vmLogWrites(t *testing.T, dataPath, logPath string) {
 	if t.Failed() {
 		return
 	}
-	replayLog(t, logPath, size, opts)
+	replayLog(t, logPath, size, opts, before)
+}
+
+// nonZeroBlocks returns the non-zero 4 KiB blocks of the first size bytes
+// of the device at path, by offset.
+func nonZeroBlocks(t *testing.T, path string, size int64) map[int64][]byte {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[int64][]byte{}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if _, err := io.ReadFull(f, buf); err != nil {
+			t.Fatal(err)
+		}
+		for b := 0; b < len(buf); b += 4096 {
+			if !allZero(buf[b : b+4096]) {
+				out[off+int64(b)] = append([]byte(nil), buf[b:b+4096]...)
+			}
+		}
+	}
+	return out
 }
 
 // dm-log-writes on-disk log (drivers/md/dm-log-writes.c).
@@ -217,7 +250,7 @@ func (l *lwReader) next() (*lwEntry, error) {
 
 // replayLog applies the log to a Mem device and checks recovery at every
 // flush.
-func replayLog(t *testing.T, logPath string, size int64, opts Options) {
+func replayLog(t *testing.T, logPath string, size int64, opts Options, before map[int64][]byte) {
 	f, err := os.Open(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -229,6 +262,12 @@ func replayLog(t *testing.T, logPath string, size int64, opts Options) {
 	}
 	mem, err := zone.NewMem(zone.MemOptions{ZoneSize: lwZone, NumZones: int(size / lwZone)})
 	if err != nil {
+		t.Fatal(err)
+	}
+	for off, b := range before {
+		applyWrite(t, mem, off, b)
+	}
+	if err := mem.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(5, 7))
