@@ -310,6 +310,8 @@ func TestFixtures(t *testing.T) {
 		{"captured/qemu-virtio-scsi.json", OK, nil},
 		{"captured/loop-sat-standby.json", OK, nil},
 		{"captured/missing-device-sat.json", Warn, []string{"warn smart-unreadable"}},
+		{"captured/megasas-megaraid0.json", OK, nil},
+		{"captured/megasas-ld-scsi.json", Warn, []string{"warn smart-unreadable"}},
 	}
 	for _, c := range cases {
 		res := Config{}.Evaluate(Sample{SMART: loadFixture(t, c.file)}, nil)

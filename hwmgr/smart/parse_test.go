@@ -331,6 +331,7 @@ func TestGolden(t *testing.T) {
 		"qemu-nvme-warning":   "captured/qemu-nvme-critical-warning.json",
 		"qemu-sata-selftest":  "captured/qemu-sata-selftest.json",
 		"qemu-virtio-scsi":    "captured/qemu-virtio-scsi.json",
+		"megaraid":            "captured/megasas-megaraid0.json",
 	}
 	for name, src := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -401,6 +402,8 @@ func TestStatus(t *testing.T) {
 		{"captured/qemu-sata-selftest.json", StatusOK, "", ExitSMARTCommand},
 		{"captured/qemu-virtio-scsi.json", StatusUnsupported, "", ExitSMARTCommand},
 		{"captured/scsi-debug.json", StatusOK, "", ExitSMARTCommand},
+		{"captured/megasas-ld-scsi.json", StatusError, "", ExitDeviceOpen},
+		{"captured/megasas-megaraid0.json", StatusUnsupported, "", ExitSMARTCommand},
 		{"smartctl-json/nvme-null-SAMSUNG_MZWLL3T2HAJQ-00005-nvme0.json", StatusOK, "", ExitDiskFailing},
 	}
 	captured, _ := filepath.Glob("testdata/captured/*.json")
