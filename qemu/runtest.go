@@ -62,6 +62,10 @@ type Options struct {
 	MemoryMiB int
 	// Cmdline is appended to the kernel command line.
 	Cmdline string
+	// Kernel overrides the kernel image to boot (a bzImage or an ELF
+	// vmlinux with a PVH note); modules still come from FindKernel's
+	// version, so it must be the same build.
+	Kernel string
 	// Host, if set, runs on the host while the guest runs, with the VM
 	// (QMP, console marks, Kill). Its ctx ends when the guest test ends.
 	// A non-nil error fails the test. If it calls vm.Kill (a power cut)
@@ -320,6 +324,13 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 		QEMU: qemuPath, Kernel: kernel.Image, Initrd: initrd, Dir: dir,
 		Cmdline: strings.TrimSpace(defaultCmdline + " " + opts.Cmdline), MemoryMiB: opts.MemoryMiB,
 		Drives: opts.Drives, // Start puts default images in dir (t.TempDir)
+	}
+	if opts.Kernel != "" {
+		m.Kernel = opts.Kernel
+	} else if vmlinux, err := PVHKernel(buildCtx, kernel.Image, filepath.Join(cacheDir, "cache")); err == nil {
+		m.Kernel = vmlinux
+	} else {
+		t.Logf("qemu: booting the compressed %s (slower): %v", kernel.Image, err)
 	}
 	if os.Getenv(ConsoleEnv) == "1" {
 		m.Console = os.Stderr
