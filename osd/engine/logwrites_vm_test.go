@@ -62,7 +62,7 @@ func TestVMEngineLogWrites(t *testing.T) {
 	})
 }
 
-const lwZone = 4 << 20
+const lwZone = 512 << 10 // 1 MiB extents: several close, compaction has work
 
 // lwBlocks are the test's blocks, small (TCG is slow), computed once.
 var lwBlocks = func() (bs [][]byte) {
