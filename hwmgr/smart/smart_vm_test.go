@@ -5,8 +5,10 @@ package smart_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -36,7 +38,9 @@ const captureEnv = "STOWAGE_SMART_CAPTURE"
 // AHCI, a virtio-scsi disk and a scsi_debug disk that fails reads, and runs
 // the real smartctl through Runner against each, judging the records with
 // the health policy. The host injects an NVMe critical warning through QMP
-// (qom-set smart_critical_warning) halfway.
+// (qom-set smart_critical_warning) halfway, and later hot-plugs QEMU's
+// MegaRAID SAS controller (megasas) with a disk behind it, read through
+// smartctl's MegaRAID pass-through (-d megaraid,0).
 func TestVMSmart(t *testing.T) {
 	opts := qemu.Options{
 		Drives: []qemu.Drive{
@@ -45,17 +49,22 @@ func TestVMSmart(t *testing.T) {
 			{Kind: qemu.SATA, ID: "sata", Serial: "STW-SATA-1", Model: "STOWAGE HDD"},
 			{Kind: qemu.SCSI, ID: "vscsi", Serial: "STW-SCSI-1", Model: "STOWAGE VDISK"},
 		},
-		Modules:  []qemu.Module{{Name: "scsi_debug", Params: "dev_size_mb=16 opts=2"}},
+		Modules:  []qemu.Module{{Name: "scsi_debug", Params: "dev_size_mb=16 opts=2"}, {Name: "megaraid_sas"}},
 		Binaries: []string{"smartctl"},
 		Env:      []string{captureEnv + "=" + os.Getenv(captureEnv)},
 		Host: func(ctx context.Context, vm *qemu.VM) error {
 			if err := vm.WaitMark(ctx, "inject-warning"); err != nil {
 				return err
 			}
-			_, err := vm.QMP.Execute(ctx, "qom-set", map[string]any{
+			if _, err := vm.QMP.Execute(ctx, "qom-set", map[string]any{
 				"path": "/machine/peripheral/nvcw", "property": "smart_critical_warning", "value": injectedWarning,
-			})
-			return err
+			}); err != nil {
+				return err
+			}
+			if err := vm.WaitMark(ctx, "plug-megasas"); err != nil {
+				return err
+			}
+			return plugMegaRAID(ctx, vm, filepath.Join(t.TempDir(), "mr.img"))
 		},
 	}
 	qemu.RunTest(t, opts, func(t *testing.T, g *qemu.Guest) {
@@ -208,7 +217,55 @@ func TestVMSmart(t *testing.T) {
 		if res := (health.Config{}).Evaluate(health.Sample{KernelIOErrors: n}, nil); res.Verdict != health.Warn {
 			t.Errorf("%d kernel I/O errors judged %s", n, res.Verdict)
 		}
+
+		// A disk behind a MegaRAID HBA. Linux shows it as a logical drive,
+		// on which plain smartctl fails to open (exit 2: error, not a
+		// failure); through -d megaraid,0 smartctl reaches the physical
+		// disk, which has no SMART (QEMU's scsi-hd).
+		g.Mark("plug-megasas")
+		ld, err := g.WaitModel("QEMU HARDDISK")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = run("megasas-ld-scsi", ld.Path, "")
+		if out.Record.Status != smart.StatusError || !out.ExitStatus.Has(smart.ExitDeviceOpen) {
+			t.Errorf("MegaRAID logical drive: status %q exit %v", out.Record.Status, out.ExitStatus)
+		}
+		out = run("megasas-megaraid0", ld.Path, "megaraid,0")
+		r = out.Record
+		if r.Device.Type != "megaraid,0" || r.Identity.Serial != "STW-MR-1" || r.Status != smart.StatusUnsupported {
+			t.Errorf("MegaRAID pass-through: type %q serial %q status %q", r.Device.Type, r.Identity.Serial, r.Status)
+		}
+		if res := judge(r); res.Verdict != health.OK {
+			t.Errorf("MegaRAID disk judged %s: %+v", res.Verdict, res.Reasons)
+		}
 	})
+}
+
+// plugMegaRAID hot-plugs a megasas controller with one 64 MiB SCSI disk
+// (serial STW-MR-1) at SCSI id 0 behind it.
+func plugMegaRAID(ctx context.Context, vm *qemu.VM, img string) error {
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		return err
+	}
+	if err := os.Truncate(img, 64<<20); err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		cmd  string
+		args map[string]any
+	}{
+		{"blockdev-add", map[string]any{"driver": "raw", "node-name": "mrdisk",
+			"file": map[string]any{"driver": "file", "filename": img}}},
+		{"device_add", map[string]any{"driver": "megasas", "id": "mr0"}},
+		{"device_add", map[string]any{"driver": "scsi-hd", "id": "mrd0", "bus": "mr0.0", "drive": "mrdisk",
+			"serial": "STW-MR-1", "scsi-id": 0, "lun": 0}},
+	} {
+		if _, err := vm.QMP.Execute(ctx, c.cmd, c.args); err != nil {
+			return fmt.Errorf("qmp %s: %w", c.cmd, err)
+		}
+	}
+	return nil
 }
 
 // readSector reads one 512-byte sector with O_DIRECT.
