@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParse(t *testing.T) {
@@ -259,5 +261,52 @@ func TestTallyFollowRealKmsg(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Follow after cancel: %v", err)
+	}
+}
+
+// A SOCK_SEQPACKET pair keeps record boundaries like /dev/kmsg does, so
+// the Reader's loop can be fed records the kernel would never write: a
+// malformed one is skipped and counted, the others come through, and an
+// empty socket ends Available without blocking.
+func TestReaderSkipsMalformed(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := os.NewFile(uintptr(fds[0]), "writer")
+	defer w.Close()
+	r := newReader(os.NewFile(uintptr(fds[1]), "seqpacket"), "seqpacket")
+	defer r.Close()
+	for _, rec := range []string{
+		"6,1,10,-;first\n",
+		"this is not a kmsg record\n",
+		"3,2,20,-;I/O error, dev sdq, sector 8 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2\n",
+	} {
+		if _, err := w.Write([]byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := r.Available()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[0].Message != "first" || recs[1].Seq != 2 || r.Malformed != 1 || !errors.Is(r.LastMalformed, ErrMalformed) {
+		t.Fatalf("records %+v, malformed %d (%v)", recs, r.Malformed, r.LastMalformed)
+	}
+	if recs, err := r.Available(); err != nil || len(recs) != 0 {
+		t.Fatalf("empty socket: %+v %v", recs, err)
+	}
+	// Next skips a malformed record too and waits for a good one.
+	if _, err := w.Write([]byte("garbage\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("6,3,30,-;second\n")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec, err := r.Next(ctx)
+	if err != nil || rec.Message != "second" || r.Malformed != 2 {
+		t.Fatalf("Next: %+v %v, malformed %d", rec, err, r.Malformed)
 	}
 }

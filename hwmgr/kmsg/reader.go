@@ -60,7 +60,12 @@ func Open(path string, fromEnd bool) (*Reader, error) {
 			return nil, fmt.Errorf("kmsg: seek to end of %s: %w", path, err)
 		}
 	}
-	return &Reader{f: f, path: path, buf: make([]byte, maxRecord)}, nil
+	return newReader(f, path), nil
+}
+
+// newReader reads records from f, one per read.
+func newReader(f *os.File, path string) *Reader {
+	return &Reader{f: f, path: path, buf: make([]byte, maxRecord)}
 }
 
 // Close closes the device.
