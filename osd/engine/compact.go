@@ -50,7 +50,9 @@ const compactWindow = 64 << 20
 
 // Compact compacts the closed extent with the most reclaimable bytes (its
 // size minus its live bytes), if that is at least minGarbage bytes. It
-// reports whether it compacted one.
+// reports whether it compacted one. An interrupted compaction is finished
+// first; an extent closed without a footer (after a torn write on a zoned
+// drive) counts as all garbage, so that it is rewritten soon.
 func (e *Engine) Compact(ctx context.Context, minGarbage int64) (bool, error) {
 	e.compactMu.Lock()
 	defer e.compactMu.Unlock()
@@ -62,6 +64,9 @@ func (e *Engine) Compact(ctx context.Context, minGarbage int64) (bool, error) {
 			continue
 		}
 		g := x.total - x.live
+		if !x.footer {
+			g = x.total // no footer: rescanned at every start until rewritten
+		}
 		if x.interrupted {
 			// Finish an interrupted compaction before any other: until
 			// then its moved records exist twice, and resetting the
