@@ -299,7 +299,9 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	}
 
 	mods := moduleList(opts.Modules, drives)
-	args := []string{guestTestPath, "-test.run", runPattern(t.Name()), "-test.timeout", timeout.String()}
+	// The guest's own test timeout fires first, so a hung guest test dumps
+	// its goroutines to the console before the host kills QEMU.
+	args := []string{guestTestPath, "-test.run", runPattern(t.Name()), "-test.timeout", (timeout * 9 / 10).String()}
 	if hostVerbose() {
 		args = append(args, "-test.v=true")
 	}
@@ -351,7 +353,13 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	defer cancelHost()
 	hostDone := make(chan error, 1)
 	if opts.Host != nil {
-		go func() { hostDone <- opts.Host(hostCtx, vm) }()
+		go func() {
+			err := opts.Host(hostCtx, vm)
+			if err != nil && hostCtx.Err() == nil {
+				vm.Kill() // fail fast: the guest may be waiting for the host
+			}
+			hostDone <- err
+		}()
 	} else {
 		hostDone <- nil
 	}
@@ -412,6 +420,9 @@ func runHost(t *testing.T, opts Options, drives []Drive) {
 	if waitErr != nil && errors.Is(waitErr, errConsoleClosed) && vm.Killed() && hostErr == nil {
 		t.Logf("qemu: the host cut the guest's power (VM.Kill) %v after QEMU started", end.Sub(vm.Started).Round(time.Millisecond))
 		return
+	}
+	if waitErr != nil && hostErr != nil && vm.Killed() {
+		t.Fatalf("qemu: the host side failed, so the guest was stopped; console tail:\n%s", vm.ConsoleTail(60))
 	}
 	if waitErr != nil {
 		why := "timed out after " + timeout.String()
