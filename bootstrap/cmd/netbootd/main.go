@@ -125,6 +125,27 @@ func serverAddr(o options) (net.IP, error) {
 	return nil, fmt.Errorf("-iface %s has no IPv4 address; give -server-ip", o.iface)
 }
 
+// checkServable opens name the way the TFTP server will.
+func checkServable(root *os.Root, name string) error {
+	p, err := tftp.CleanPath(name)
+	if err != nil {
+		return err
+	}
+	f, err := root.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", name)
+	}
+	return nil
+}
+
 func run(ctx context.Context, o options, log *slog.Logger) error {
 	ip, err := serverAddr(o)
 	if err != nil {
@@ -220,6 +241,14 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return fmt.Errorf("-tftp-root: %w", err)
 		}
 		defer troot.Close()
+		// Say now, not when a machine fails to boot, if a boot file
+		// cannot be served (Debian's /usr/lib/ipxe/ipxe.efi is a symlink
+		// to /boot, outside the root: copy the file in).
+		for _, name := range []string{o.biosFile, o.efiFile} {
+			if err := checkServable(troot, name); err != nil {
+				log.Warn("TFTP boot file cannot be served; copy it into -tftp-root", "file", name, "tftp_root", o.tftpRoot, "err", err)
+			}
+		}
 		tconn, err := net.ListenPacket("udp4", o.tftpListen)
 		if err != nil {
 			return fmt.Errorf("tftp: %w", err)

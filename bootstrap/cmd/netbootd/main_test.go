@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -49,6 +51,29 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		err := run(context.Background(), tc.o, log)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run(%+v) = %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}
+
+func TestCheckServable(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "undionly.kpxe"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "ipxe.efi")); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := checkServable(root, "undionly.kpxe"); err != nil {
+		t.Errorf("undionly.kpxe: %v", err)
+	}
+	for _, bad := range []string{"ipxe.efi", "missing.efi", "../x", "."} {
+		if err := checkServable(root, bad); err == nil {
+			t.Errorf("%s: servable, want an error", bad)
 		}
 	}
 }

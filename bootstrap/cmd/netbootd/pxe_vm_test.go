@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,9 +65,18 @@ func TestVMPXEBootNoProxy(t *testing.T) {
 	runPXE(t, pxeRun{uefi: false, proxy: false})
 }
 
+// TestVMPXEBootUEFIFirmware: OVMF's own PXE client (EDK2 PxeBcDxe on its
+// VirtioNetDxe; the NIC has no option ROM), so the whole chain runs:
+// proxyDHCP offer, the 4011 request, ipxe.efi over TFTP, then iPXE's DHCP
+// and the HTTP script.
+func TestVMPXEBootUEFIFirmware(t *testing.T) {
+	runPXE(t, pxeRun{uefi: true, proxy: true, firmwarePXE: true})
+}
+
 type pxeRun struct {
-	uefi  bool // OVMF instead of SeaBIOS
-	proxy bool // netbootd answers DHCP as a proxy
+	uefi        bool // OVMF instead of SeaBIOS
+	proxy       bool // netbootd answers DHCP as a proxy
+	firmwarePXE bool // no iPXE option ROM: the firmware's own PXE client boots
 }
 
 func (r pxeRun) String() string {
@@ -74,8 +84,11 @@ func (r pxeRun) String() string {
 	if r.uefi {
 		fw = "UEFI"
 	}
-	if !r.proxy {
+	switch {
+	case !r.proxy:
 		return fw + ", no proxyDHCP"
+	case r.firmwarePXE:
+		return fw + " firmware PXE, proxyDHCP, TFTP chainload"
 	}
 	return fw + ", proxyDHCP"
 }
@@ -148,6 +161,16 @@ func runPXE(t *testing.T, run pxeRun) {
 		t.Fatal(err)
 	}
 
+	// The TFTP root: real copies of Debian's iPXE binaries. Debian's
+	// /usr/lib/ipxe/ipxe.efi is a symlink to /boot/ipxe.efi, which the
+	// TFTP server rightly refuses as leaving its root.
+	tftpRoot := filepath.Join(dir, "tftp")
+	if err := os.MkdirAll(tftpRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, "/usr/lib/ipxe/ipxe.efi", filepath.Join(tftpRoot, "ipxe.efi"))
+	copyFile(t, "/usr/lib/ipxe/undionly.kpxe", filepath.Join(tftpRoot, "undionly.kpxe"))
+
 	// Namespaces with unique names; everything in them goes with them.
 	id := make([]byte, 3)
 	_, _ = rand.Read(id)
@@ -178,18 +201,28 @@ func runPXE(t *testing.T, run pxeRun) {
 	sh("ip", "-n", lan, "link", "set", "vd0", "master", "br0")
 	sh("ip", "-n", lan, "addr", "add", netbootIP+"/24", "dev", "br0")
 	sh("ip", "-n", dhcp, "addr", "add", "10.77.0.2/24", "dev", "vd1")
+	// The site router also advertises an IPv6 prefix (see the RA note at
+	// dnsmasq below).
+	sh("ip", "-n", dhcp, "-6", "addr", "add", "fd77::2/64", "dev", "vd1", "nodad")
 	for _, l := range []string{"br0", "tap0", "vd0"} {
 		sh("ip", "-n", lan, "link", "set", l, "up")
 	}
 	sh("ip", "-n", dhcp, "link", "set", "vd1", "up")
 
-	// The site's DHCP server: addresses only, no PXE options.
+	// The site's DHCP server: addresses only, no PXE options. It also
+	// sends IPv6 router advertisements (SLAAC only, no DHCPv6): iPXE
+	// configures IPv4 (DHCP) and IPv6 (router discovery) together and
+	// waits for both before it boots; on a link without an IPv6 router its
+	// router solicitations time out after about 13 s, which is the idle
+	// time after the DHCP ACK that LAB.md measured. Sites with IPv6 have
+	// routers answering; the test models such a site.
 	leases := filepath.Join(dir, "dnsmasq.leases")
 	dnsmasqLog := &consoleLog{}
 	dnsmasqArgs := []string{"netns", "exec", dhcp,
 		"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--user=root", "--port=0",
 		"--interface=vd1", "--bind-interfaces", "--dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,1h",
-		"--dhcp-leasefile=" + leases, "--log-dhcp", "--pid-file="}
+		"--dhcp-leasefile=" + leases, "--log-dhcp", "--pid-file=",
+		"--enable-ra", "--dhcp-range=::,constructor:vd1,ra-only"}
 	if !run.proxy {
 		dnsmasqArgs = append(dnsmasqArgs, "--dhcp-boot=http://"+netbootIP+":8080/boot/"+guestMAC+".ipxe")
 	}
@@ -201,7 +234,7 @@ func runPXE(t *testing.T, run pxeRun) {
 		events.copyTo = os.Stderr
 	}
 	startProc(t, ctx, "netbootd", io.Discard, events, "ip", "netns", "exec", lan, bin,
-		"-dhcp="+fmt.Sprint(run.proxy), "-iface", "br0", "-http-listen", ":8080", "-tftp-listen", ":69", "-tftp-root", "/usr/lib/ipxe",
+		"-dhcp="+fmt.Sprint(run.proxy), "-iface", "br0", "-http-listen", ":8080", "-tftp-listen", ":69", "-tftp-root", tftpRoot,
 		"-profiles", filepath.Join(files, "profiles.json"), "-log-format", "json", "-log-level", "debug")
 	if _, err := events.wait(ctx, 30*time.Second, func(e event) bool { return e.Msg == "netbootd serving" }); err != nil {
 		t.Fatalf("netbootd did not start: %v\n%s", err, events.text())
@@ -212,6 +245,9 @@ func runPXE(t *testing.T, run pxeRun) {
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
 		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=" + guestMAC + ",bootindex=1",
+	}
+	if run.firmwarePXE {
+		args[len(args)-1] += ",romfile="
 	}
 	if uefi {
 		vars := filepath.Join(dir, "OVMF_VARS.fd")
@@ -239,9 +275,9 @@ func runPXE(t *testing.T, run pxeRun) {
 	unlock := lockHost(t, ctx, qemu.LockPath)
 	t.Cleanup(unlock)
 	qemuStart := time.Now()
-	startProc(t, ctx, "qemu", console, console, "ip", args...)
+	qemuExited := startProc(t, ctx, "qemu", console, console, "ip", args...)
 
-	marker, markerAt, err := console.wait(ctx, 6*time.Minute, markerPrefix)
+	marker, markerAt, err := console.wait(ctx, 6*time.Minute, markerPrefix, qemuExited)
 	if err != nil {
 		t.Fatalf("no %s marker: %v\n--- console tail ---\n%s\n--- netbootd ---\n%s\n--- dnsmasq ---\n%s",
 			markerPrefix, err, console.tail(40), events.text(), dnsmasqLog.tail(200))
@@ -295,6 +331,9 @@ func runPXE(t *testing.T, run pxeRun) {
 	want := []string{"script", "kernel", "initrd"}
 	if run.proxy {
 		want = append([]string{"dhcp_offer"}, want...)
+	}
+	if run.firmwarePXE {
+		want = append(want, "dhcp_ack", "tftp")
 	}
 	for _, st := range want {
 		if !seen[st] {
@@ -386,7 +425,7 @@ echo "` + markerPrefix + ` profile=$p mac=$m"
 
 // startProc starts a command in its own process group and kills the group
 // when the test ends.
-func startProc(t *testing.T, ctx context.Context, name string, stdout, stderr io.Writer, argv0 string, args ...string) {
+func startProc(t *testing.T, ctx context.Context, name string, stdout, stderr io.Writer, argv0 string, args ...string) <-chan struct{} {
 	t.Helper()
 	cmd := exec.Command(argv0, args...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -407,6 +446,7 @@ func startProc(t *testing.T, ctx context.Context, name string, stdout, stderr io
 			<-done
 		}
 	})
+	return done
 }
 
 // consoleLog keeps the guest console and when each line arrived.
@@ -443,7 +483,9 @@ func (c *consoleLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (c *consoleLog) wait(ctx context.Context, d time.Duration, substr string) (string, time.Time, error) {
+// wait returns the first line containing substr, waiting at most d, and
+// giving up early when exited closes (the guest is gone).
+func (c *consoleLog) wait(ctx context.Context, d time.Duration, substr string, exited <-chan struct{}) (string, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	for {
@@ -462,6 +504,17 @@ func (c *consoleLog) wait(ctx context.Context, d time.Duration, substr string) (
 		select {
 		case <-ctx.Done():
 			return "", time.Time{}, fmt.Errorf("after %v: %w", d, ctx.Err())
+		case <-exited:
+			// One more look: cmd.Wait has copied all output by now.
+			c.mu.Lock()
+			for i, l := range c.lines {
+				if strings.Contains(l, substr) {
+					c.mu.Unlock()
+					return l, c.at[i], nil
+				}
+			}
+			c.mu.Unlock()
+			return "", time.Time{}, errors.New("QEMU exited")
 		case <-grew:
 		}
 	}
