@@ -175,7 +175,7 @@ func BenchmarkPutDiskBound(b *testing.B) {
 	const total = 600 << 20
 	for _, size := range []int{4 << 20, 64 << 10} {
 		b.Run(fmt.Sprintf("block=%dKiB", size>>10), func(b *testing.B) {
-			path, fresh := benchDevice(b, 13)
+			path, fresh := benchDevice(b, 17)
 			undo := throttle(b, path, bps)
 			defer undo()
 			for b.Loop() {
@@ -270,7 +270,7 @@ func cpuTime() time.Duration {
 // floor of SHA-256 + CRC32C over the same bytes, measured in the same run.
 func BenchmarkPutCPU(b *testing.B) {
 	const size, count = 4 << 20, 96
-	_, fresh := benchDevice(b, 9)
+	_, fresh := benchDevice(b, 13)
 	blocks := make([][]byte, count)
 	ids := make([]ID, count)
 	src := rand.NewChaCha8([32]byte{1})
@@ -323,7 +323,7 @@ func BenchmarkPut4K(b *testing.B) {
 	if _, err := exec.LookPath("fio"); err != nil {
 		b.Skip("fio not installed")
 	}
-	path, fresh := benchDevice(b, 9)
+	path, fresh := benchDevice(b, 13)
 	for b.Loop() {
 		out, err := exec.Command("fio", "--name=put4k", "--filename="+path, "--rw=write", "--bs=4k", "--fsync=1",
 			"--direct=1", "--offset="+strconv.Itoa(benchZone), "--size=64m", "--runtime=5", "--time_based=0",
@@ -366,7 +366,7 @@ func BenchmarkRestart(b *testing.B) {
 		}
 	}
 	// 4 KiB per record plus footers; 256 MiB extents.
-	zones := 1 + 4*int((int64(n)*4200/(4*benchZone))+2)
+	zones := 1 + 4*int((int64(n)*4200/(4*benchZone))+3) // + the reserve extent
 	_, fresh := benchDevice(b, zones)
 	dev := fresh()
 	e := mustOpen(b, dev, Options{FirstZone: 1, Logger: quietLogger()})

@@ -110,7 +110,7 @@ func TestKill9(t *testing.T) {
 	if os.Getenv(childEnv) != "" {
 		t.Skip("in the child")
 	}
-	path := loopDevice(t, 96<<20)
+	path := loopDevice(t, 160<<20)
 	for round := 0; round < 3; round++ {
 		acked, deleted := runChild(t, path, round)
 		dev := openLoop(t, path)

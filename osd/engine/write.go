@@ -270,7 +270,10 @@ func (e *Engine) commit(batch []*request, stage []byte) error {
 					return err
 				}
 			}
-			nx, err := e.openExtent()
+			// Tombstones and compaction copies may take the last free
+			// extent; new blocks may not, so that a full drive can
+			// still delete and compact its way back to free space.
+			nx, err := e.openExtent(r.hdr.Type == record.TypeTombstone || r.hdr.Flags&record.FlagCopy != 0)
 			if errors.Is(err, ErrFull) {
 				x = nil
 				r.err = err
@@ -324,21 +327,24 @@ func entryOf(h *record.Header, l int64) record.Entry {
 		Off: uint32(l / record.BlockSize), Seq: h.Seq, Ref: h.Ref, RefInc: h.RefInc, Key: h.Key}
 }
 
-// openExtent takes a free slot, resets its zones if a zoned device still
+// openExtent takes a free slot (the last one only with useReserve), resets its zones if a zoned device still
 // holds data there, and writes the extent header (durable with the next
 // flush; an extent whose header is lost is simply free again).
-func (e *Engine) openExtent() (*extent, error) {
+func (e *Engine) openExtent(useReserve bool) (*extent, error) {
 	e.mu.Lock()
 	var x *extent
+	free := 0
 	for _, c := range e.exts {
 		if c.state == stateFree && !c.busy {
-			x = c
-			break
+			if x == nil {
+				x = c
+			}
+			free++
 		}
 	}
-	if x == nil {
+	if x == nil || (free == 1 && !useReserve) {
 		e.mu.Unlock()
-		return nil, fmt.Errorf("%w on %s", ErrFull, e.info.Path)
+		return nil, fmt.Errorf("%w on %s (%d free extents, one kept for deletes and compaction)", ErrFull, e.info.Path, free)
 	}
 	x.busy = true
 	seq := e.nextSeq
