@@ -205,6 +205,9 @@ func (p *plan) baseArchive(cacheDir string) (string, error) {
 	if err := tmp.Close(); err != nil {
 		return "", fmt.Errorf("initramfs %s: %w", path, err)
 	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return "", fmt.Errorf("initramfs cache: %w", err)
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", fmt.Errorf("initramfs cache: %w", err)
 	}
