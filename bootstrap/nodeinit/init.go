@@ -318,7 +318,7 @@ func (in *Init) startHwmgr(ctx context.Context, cfg Config, wg *sync.WaitGroup) 
 	s := &Supervisor{
 		Name: "hwmgr", Path: in.Hwmgr, Args: args, Output: in.Console, Log: in.log,
 		Env:   []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"},
-		Track: in.reaper.Track, Untrack: in.reaper.Untrack,
+		Start: in.reaper.Start, Untrack: in.reaper.Untrack,
 	}
 	wg.Add(1)
 	in.Go("hwmgr supervisor", func() {
@@ -397,11 +397,10 @@ func (in *Init) rescueLoop(ctx context.Context, now bool) {
 		cmd.Env = []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root", "TERM=linux"}
 		cmd.Dir = "/root"
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-		if err := cmd.Start(); err != nil {
+		if err := in.reaper.Start(cmd); err != nil {
 			fmt.Fprintf(in.Console, "stowage-init: rescue shell: %v\n", err)
 			continue
 		}
-		in.reaper.Track(cmd.Process.Pid)
 		err := cmd.Wait()
 		in.reaper.Untrack(cmd.Process.Pid)
 		fmt.Fprintf(in.Console, "stowage-init: rescue shell ended (%v); press Enter for another\n", exitStatus(err))

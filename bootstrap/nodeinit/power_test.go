@@ -62,10 +62,9 @@ func TestReaperLeavesTrackedChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	own := exec.Command("/bin/true")
-	if err := own.Start(); err != nil {
+	if err := r.Start(own); err != nil {
 		t.Fatal(err)
 	}
-	r.Track(own.Process.Pid)
 	deadline := time.Now().Add(5 * time.Second)
 	reaped := 0
 	for reaped == 0 && time.Now().Before(deadline) {

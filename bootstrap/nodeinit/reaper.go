@@ -1,6 +1,7 @@
 package nodeinit
 
 import (
+	"os/exec"
 	"sync"
 	"unsafe"
 
@@ -16,14 +17,18 @@ type Reaper struct {
 	tracked map[int]bool
 }
 
-// Track marks a pid as waited for by its owner.
-func (r *Reaper) Track(pid int) {
+// Start starts cmd and tracks its pid before any Reap can see it exit.
+func (r *Reaper) Start(cmd *exec.Cmd) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
 	if r.tracked == nil {
 		r.tracked = map[int]bool{}
 	}
-	r.tracked[pid] = true
+	r.tracked[cmd.Process.Pid] = true
+	return nil
 }
 
 // Untrack forgets a pid.
@@ -37,30 +42,36 @@ func (r *Reaper) Untrack(pid int) {
 func (r *Reaper) Reap() int {
 	n := 0
 	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
+		reaped, more := r.reapOne()
+		n += reaped
+		if !more {
 			return n
 		}
-		// siginfo_t for SIGCHLD: si_signo, si_errno, si_code, padding,
-		// then si_pid (int32) at byte 16 on 64-bit Linux.
-		pid := int(*(*int32)(unsafe.Add(unsafe.Pointer(&info), 16)))
-		if pid == 0 {
-			return n
-		}
-		r.mu.Lock()
-		own := r.tracked[pid]
-		r.mu.Unlock()
-		if own {
-			return n // its owner's Wait reaps it; look again on the next SIGCHLD
-		}
-		var ws unix.WaitStatus
-		if _, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil && err != unix.EINTR {
-			return n
-		}
-		n++
 	}
+}
+
+// reapOne peeks at one exited child and reaps it unless tracked. The lock
+// is held throughout, so Start cannot race a fresh child's exit.
+func (r *Reaper) reapOne() (reaped int, more bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	if err == unix.EINTR {
+		return 0, true
+	}
+	if err != nil {
+		return 0, false
+	}
+	// siginfo_t for SIGCHLD: si_signo, si_errno, si_code, padding, then
+	// si_pid (int32) at byte 16 on 64-bit Linux.
+	pid := int(*(*int32)(unsafe.Add(unsafe.Pointer(&info), 16)))
+	if pid == 0 || r.tracked[pid] {
+		return 0, false // nothing, or its owner's Wait reaps it: look again on the next SIGCHLD
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil && err != unix.EINTR {
+		return 0, false
+	}
+	return 1, true
 }

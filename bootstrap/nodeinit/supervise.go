@@ -34,9 +34,11 @@ type Supervisor struct {
 	StopTimeout time.Duration
 	// Log gets starts and exits; default discards.
 	Log *slog.Logger
-	// Track and Untrack, if set, learn each child's pid while it runs
-	// (the init's reaper leaves those to their Wait).
-	Track, Untrack func(pid int)
+	// Start starts the child; default (*exec.Cmd).Start. The init passes
+	// its Reaper's Start so the reaper leaves the child to our Wait, and
+	// Untrack when it has been waited for.
+	Start   func(*exec.Cmd) error
+	Untrack func(pid int)
 
 	starts atomic.Int64
 }
@@ -96,15 +98,16 @@ func (s *Supervisor) Run(ctx context.Context) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		start := time.Now()
 		s.starts.Add(1)
-		err := cmd.Start()
+		startCmd := s.Start
+		if startCmd == nil {
+			startCmd = (*exec.Cmd).Start
+		}
+		err := startCmd(cmd)
 		var ran time.Duration
 		if err != nil {
 			log.Error("daemon did not start", "daemon", s.Name, "err", err)
 		} else {
 			pid := cmd.Process.Pid
-			if s.Track != nil {
-				s.Track(pid)
-			}
 			log.Info("daemon started", "daemon", s.Name, "pid", pid)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
