@@ -24,9 +24,10 @@ import (
 
 // TestVMBoot builds the image, boots it under QEMU (TCG) with an NVMe and
 // a virtio-blk drive and a user-mode NIC forwarding hwmgr's port to the
-// host, waits for the init's ready banner, reads hwmgr's inventory from
-// the host and finds both drives, then presses the ACPI power button and
-// expects a clean power-off.
+// host (and an unknown stowage.* key on the kernel command line), waits
+// for the init's ready banner, checks the bad key is reported, reads
+// hwmgr's inventory from the host and finds both drives, then presses the
+// ACPI power button and expects a clean power-off.
 func TestVMBoot(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -67,7 +68,7 @@ func TestVMBoot(t *testing.T) {
 	vm, err := qemu.Start(ctx, qemu.Machine{
 		Kernel:  filepath.Join(out, image.KernelFile),
 		Initrd:  filepath.Join(out, image.InitramfsFile),
-		Cmdline: "console=ttyS0 quiet panic=-1 no_timer_check stowage.hostname=vmboot stowage.dhcp.timeout=30s",
+		Cmdline: "console=ttyS0 quiet panic=-1 no_timer_check stowage.hostname=vmboot stowage.dhcp.timeout=30s stowage.colour=blue",
 		Dir:     vmDir,
 		Drives: []qemu.Drive{
 			{Kind: qemu.NVMe, ID: "n0", Serial: "BOOTNVME0", Size: 256 << 20},
@@ -95,7 +96,9 @@ func TestVMBoot(t *testing.T) {
 	}
 	t.Logf("QEMU start to hwmgr API ready: %s", time.Since(vm.Started).Round(100*time.Millisecond))
 	con := vm.Console()
-	for _, want := range []string{"Stowage node vmboot", "BOOTNVME0", "BOOTVIRT0", "network:   eth0 10.0.2.15/24", "hwmgr API: http://10.0.2.15:9741/v1/inventory"} {
+	for _, want := range []string{"Stowage node vmboot", "BOOTNVME0", "BOOTVIRT0", "network:   eth0 10.0.2.15/24", "hwmgr API: http://10.0.2.15:9741/v1/inventory",
+		// A bad key is reported clearly (console and banner); the node boots on.
+		`stowage-init: kernel command line: unknown key "stowage.colour"`, `problem:   kernel command line: unknown key "stowage.colour"`} {
 		if !strings.Contains(con, want) {
 			fail("banner lacks %q", want)
 		}
