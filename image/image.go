@@ -167,6 +167,11 @@ func (c *Config) defaults(ctx context.Context) error {
 		}
 		c.KernelVersion = v
 	}
+	for _, p := range []string{filepath.Join(c.BootDir, "vmlinuz-"+c.KernelVersion), filepath.Join(c.ModulesDir, c.KernelVersion, "modules.dep")} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("image: kernel %s: %w", c.KernelVersion, err)
+		}
+	}
 	if c.Smartctl == "" {
 		p, err := lookPath("smartctl")
 		if err != nil {
