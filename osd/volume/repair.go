@@ -1,0 +1,503 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stowage/stowage/hwmgr/label"
+	"github.com/stowage/stowage/osd/engine"
+	"github.com/stowage/stowage/osd/zone"
+)
+
+// RepairResult says what Repair found and did.
+type RepairResult struct {
+	Damage   []Damage // bad fragments found
+	Repaired []int    // slots whose fragment was rewritten
+	Failed   []int    // slots that could not be rewritten (no drive, write failed)
+}
+
+// Repair reads every fragment of key, checks it against the engine's
+// CRC, the block's SHA-256 and the parity, and rewrites the bad ones from
+// the others.
+func (v *Volume) Repair(ctx context.Context, key Key) (RepairResult, error) {
+	l := v.lock(key)
+	l.Lock()
+	defer l.Unlock()
+	slots, err := v.snapshot()
+	if err != nil {
+		return RepairResult{}, err
+	}
+	res, _, err := v.repairLocked(ctx, slots, key)
+	return res, err
+}
+
+func (v *Volume) repairLocked(ctx context.Context, slots []*slot, key Key) (RepairResult, int64, error) {
+	r, err := v.readBlock(ctx, slots, key, true)
+	if err != nil {
+		return RepairResult{}, 0, err
+	}
+	res := RepairResult{Damage: r.damage}
+	if len(r.damage) == 0 {
+		return res, r.bytes, nil
+	}
+	var errs []error
+	for _, d := range r.damage {
+		s := slots[d.Slot]
+		if s == nil {
+			res.Failed = append(res.Failed, d.Slot)
+			continue
+		}
+		if err := v.rewrite(ctx, s.eng, key, d.Slot, d.Kind, r.size, r.shards[d.Slot]); err != nil {
+			res.Failed = append(res.Failed, d.Slot)
+			errs = append(errs, err)
+			continue
+		}
+		res.Repaired = append(res.Repaired, d.Slot)
+	}
+	v.log.Info("volume: repaired", "key", fmt.Sprintf("%x", key), "repaired", res.Repaired, "failed", res.Failed)
+	return res, r.bytes, errors.Join(errs...)
+}
+
+// rewrite replaces slot's fragment of key. The engine appends only and
+// keeps the first record of an ID, so a bad record is deleted (tombstone)
+// before the good one is appended; a crash in between leaves the
+// fragment missing, which the next read or scrub repairs again.
+func (v *Volume) rewrite(ctx context.Context, e *engine.Engine, key Key, slot int, kind DamageKind, size int, shard []byte) error {
+	id := fragID(key, slot)
+	if kind != Missing && kind != Lost {
+		if err := e.Delete(ctx, id); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return fmt.Errorf("volume: slot %d: delete bad fragment: %w", slot, err)
+		}
+	}
+	if err := e.PutMeta(ctx, id, uint32(size), shard); err != nil {
+		return fmt.Errorf("volume: slot %d: rewrite fragment: %w", slot, err)
+	}
+	return nil
+}
+
+// Progress is how far a long job is.
+type Progress struct {
+	Done, Total int // keys
+	Bytes       int64
+}
+
+// RebuildResult says what Rebuild did.
+type RebuildResult struct {
+	Keys    int // keys looked at
+	Written int // fragments written onto the new drive
+	Present int // fragments the new drive already held (a resumed rebuild)
+	Gone    int // keys deleted meanwhile
+	Failed  int // keys with fewer than k good fragments elsewhere
+}
+
+// RebuildOptions configure Rebuild.
+type RebuildOptions struct {
+	// Progress, if set, is called after each key (serially).
+	Progress func(Progress)
+	// Workers is the number of keys rebuilt at once. Default 4.
+	Workers int
+}
+
+// Rebuild makes dev the drive of slot, replacing whatever drive held it
+// (lost or not), and writes onto it every fragment of the slot,
+// reconstructed from the other slots. dev must be free (or the
+// replacement of an interrupted Rebuild of the same slot, which resumes).
+// The slot is marked rebuilding in every label until all fragments are
+// written; then the volume is whole again. The old drive, if any, stays
+// open: the caller closes it.
+func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o RebuildOptions) (RebuildResult, error) {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return RebuildResult{}, ErrClosed
+	}
+	if slotIdx < 0 || slotIdx >= v.k+v.m {
+		v.mu.Unlock()
+		return RebuildResult{}, fmt.Errorf("volume: rebuild slot %d outside 0..%d", slotIdx, v.k+v.m-1)
+	}
+	if v.rebuilding {
+		v.mu.Unlock()
+		return RebuildResult{}, errors.New("volume: a rebuild is already running")
+	}
+	v.rebuilding = true
+	v.mu.Unlock()
+	defer func() {
+		v.mu.Lock()
+		v.rebuilding = false
+		v.mu.Unlock()
+	}()
+
+	a, err := label.Open(ctx, dev, label.Options{})
+	if err != nil {
+		return RebuildResult{}, fmt.Errorf("volume: rebuild: %w", err)
+	}
+	v.mu.RLock()
+	cur := v.layout.Clone()
+	v.mu.RUnlock()
+	member := Member{Drive: NewUUID(), State: SlotRebuilding}
+	if rec, ok := a.Current(); ok && rec.Owner == Owner {
+		l, _, err := DecodeLayout(rec.Payload)
+		resume := err == nil && l.Volume == cur.Volume && l.Slot == slotIdx &&
+			cur.Members[slotIdx].Drive == l.Members[slotIdx].Drive && cur.Members[slotIdx].State == SlotRebuilding
+		if !resume {
+			return RebuildResult{}, fmt.Errorf("%w: %s holds another volume member", ErrInUse, dev.Info().Path)
+		}
+		member.Drive = l.Members[slotIdx].Drive
+	} else if err := claim(a, dev.Info().Path); err != nil {
+		return RebuildResult{}, err
+	}
+
+	// Record the new member everywhere before writing any fragment.
+	nl := cur.Clone()
+	nl.Generation++
+	nl.Members[slotIdx] = member
+	dl := nl.Clone()
+	dl.Slot, dl.ZoneSize, dl.FirstZone = slotIdx, dev.Info().ZoneSize, firstZone(dev)
+	e, err := v.openEngine(ctx, dev, dl)
+	if err != nil {
+		return RebuildResult{}, fmt.Errorf("volume: rebuild: %w", err)
+	}
+	if err := writeLayout(ctx, a, dl); err != nil {
+		e.Close()
+		return RebuildResult{}, fmt.Errorf("volume: rebuild: label: %w", err)
+	}
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		e.Close()
+		return RebuildResult{}, ErrClosed
+	}
+	old := v.slots[slotIdx]
+	v.slots[slotIdx] = &slot{dev: dev, area: a, eng: e}
+	v.layout = nl
+	v.mu.Unlock()
+	if old != nil {
+		if err := old.eng.Close(); err != nil {
+			v.log.Warn("volume: rebuild: old engine close", "slot", slotIdx, "err", err)
+		}
+	}
+	v.writeLabels(ctx, nl, slotIdx)
+	v.log.Info("volume: rebuild started", "slot", slotIdx, "device", dev.Info().Path, "generation", nl.Generation)
+
+	slots, err := v.snapshot()
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	counts, err := v.fragmentCounts(ctx, slots, slotIdx)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	keys := make([]Key, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	var (
+		res      RebuildResult
+		mu       sync.Mutex
+		done     int
+		bytes    int64
+		next     atomic.Int64
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	res.Keys = len(keys)
+	for range o.Workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) || ctx.Err() != nil {
+					return
+				}
+				outcome, n, err := v.rebuildKey(ctx, keys[i], slotIdx)
+				mu.Lock()
+				switch outcome {
+				case 'w':
+					res.Written++
+				case 'p':
+					res.Present++
+				case 'g':
+					res.Gone++
+				default:
+					res.Failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+				}
+				done++
+				bytes += n
+				if o.Progress != nil {
+					o.Progress(Progress{Done: done, Total: len(keys), Bytes: bytes})
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if res.Failed > 0 {
+		return res, fmt.Errorf("volume: rebuild of slot %d: %d keys failed (first: %w); the slot stays rebuilding", slotIdx, res.Failed, firstErr)
+	}
+	v.mu.Lock()
+	fin := v.layout.Clone()
+	fin.Generation++
+	fin.Members[slotIdx].State = SlotOK
+	v.layout = fin
+	v.mu.Unlock()
+	v.writeLabels(ctx, fin, -1)
+	v.log.Info("volume: rebuild done", "slot", slotIdx, "written", res.Written, "present", res.Present)
+	return res, nil
+}
+
+// rebuildKey writes slot's fragment of key from the other slots. The
+// outcome is 'w' written, 'p' already present, 'g' gone (deleted), 'f'
+// failed.
+func (v *Volume) rebuildKey(ctx context.Context, key Key, slotIdx int) (byte, int64, error) {
+	l := v.lock(key)
+	l.Lock()
+	defer l.Unlock()
+	slots, err := v.snapshot()
+	if err != nil {
+		return 'f', 0, err
+	}
+	e := slots[slotIdx].eng
+	if has, err := e.Has(ctx, fragID(key, slotIdx)); err == nil && has {
+		return 'p', 0, nil
+	}
+	r, err := v.readBlock(ctx, slots, key, true)
+	if errors.Is(err, ErrNotFound) {
+		return 'g', 0, nil
+	}
+	if err != nil {
+		return 'f', 0, err
+	}
+	if err := e.PutMeta(ctx, fragID(key, slotIdx), uint32(r.size), r.shards[slotIdx]); err != nil {
+		return 'f', r.bytes, err
+	}
+	return 'w', r.bytes, nil
+}
+
+// writeLabels writes l into every slot's label except skip's.
+func (v *Volume) writeLabels(ctx context.Context, l Layout, skip int) {
+	slots, err := v.snapshot()
+	if err != nil {
+		return
+	}
+	for i, s := range slots {
+		if s == nil || s.area == nil || i == skip {
+			continue
+		}
+		dl := l.Clone()
+		dl.Slot, dl.ZoneSize, dl.FirstZone = i, s.dev.Info().ZoneSize, firstZone(s.dev)
+		if err := writeLayout(ctx, s.area, dl); err != nil {
+			v.log.Warn("volume: label not updated", "slot", i, "generation", l.Generation, "err", err)
+		}
+	}
+}
+
+// ScrubOptions configure Scrub.
+type ScrubOptions struct {
+	// BytesPerSecond limits the fragment bytes read per second; 0: no limit.
+	BytesPerSecond int64
+	// Progress, if set, is called after each key.
+	Progress func(Progress)
+	// NoRepair makes Scrub only count what it finds.
+	NoRepair bool
+	// Now and Sleep are the clock (tests inject one). Default time.Now and
+	// a context-aware sleep.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// ScrubReport counts what a scrub found.
+type ScrubReport struct {
+	Keys          int   // blocks checked
+	Bytes         int64 // fragment bytes read
+	Damaged       int   // blocks with at least one bad fragment
+	Missing       int   // fragments by kind
+	Corrupt       int
+	IOErrors      int
+	Lost          int
+	Mismatched    int
+	Repaired      int // fragments rewritten
+	RepairFailed  int // fragments that could not be rewritten
+	Unrecoverable int // blocks with fewer than k good fragments
+	Gone          int // blocks deleted during the scrub
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Scrub reads every fragment of every block, checks it (engine CRC32C,
+// the block's SHA-256, parity agreement) and rewrites bad fragments from
+// the others, at most BytesPerSecond.
+func (v *Volume) Scrub(ctx context.Context, o ScrubOptions) (ScrubReport, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleepCtx
+	}
+	slots, err := v.snapshot()
+	if err != nil {
+		return ScrubReport{}, err
+	}
+	counts, err := v.fragmentCounts(ctx, slots, -1)
+	if err != nil {
+		return ScrubReport{}, err
+	}
+	keys := make([]Key, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b Key) int { return compareKeys(a, b) })
+	var rep ScrubReport
+	start := o.Now()
+	for i, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		n, err := v.scrubKey(ctx, key, o.NoRepair, &rep)
+		if err != nil {
+			return rep, err
+		}
+		rep.Bytes += n
+		if o.Progress != nil {
+			o.Progress(Progress{Done: i + 1, Total: len(keys), Bytes: rep.Bytes})
+		}
+		if o.BytesPerSecond > 0 {
+			due := start.Add(time.Duration(float64(rep.Bytes) / float64(o.BytesPerSecond) * float64(time.Second)))
+			if d := due.Sub(o.Now()); d > 0 {
+				if err := o.Sleep(ctx, d); err != nil {
+					return rep, err
+				}
+			}
+		}
+	}
+	v.log.Info("volume: scrub done", "keys", rep.Keys, "bytes", rep.Bytes, "damaged", rep.Damaged, "repaired", rep.Repaired, "unrecoverable", rep.Unrecoverable)
+	return rep, nil
+}
+
+func compareKeys(a, b Key) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
+		}
+	}
+	return 0
+}
+
+func (v *Volume) scrubKey(ctx context.Context, key Key, noRepair bool, rep *ScrubReport) (int64, error) {
+	l := v.lock(key)
+	l.Lock()
+	defer l.Unlock()
+	slots, err := v.snapshot()
+	if err != nil {
+		return 0, err
+	}
+	r, err := v.readBlock(ctx, slots, key, true)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		rep.Gone++
+		return 0, nil
+	case errors.Is(err, ErrUnrecoverable):
+		rep.Keys++
+		rep.Unrecoverable++
+		v.log.Error("volume: scrub: block unrecoverable", "key", fmt.Sprintf("%x", key), "err", err)
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	rep.Keys++
+	if len(r.damage) == 0 {
+		return r.bytes, nil
+	}
+	rep.Damaged++
+	v.report(r.damage)
+	for _, d := range r.damage {
+		switch d.Kind {
+		case Missing:
+			rep.Missing++
+		case Corrupt:
+			rep.Corrupt++
+		case IOError:
+			rep.IOErrors++
+		case Lost:
+			rep.Lost++
+		case Mismatch:
+			rep.Mismatched++
+		}
+		if noRepair {
+			continue
+		}
+		s := slots[d.Slot]
+		if s == nil {
+			rep.RepairFailed++
+			continue
+		}
+		if err := v.rewrite(ctx, s.eng, key, d.Slot, d.Kind, r.size, r.shards[d.Slot]); err != nil {
+			if ctx.Err() != nil {
+				return r.bytes, ctx.Err()
+			}
+			v.log.Warn("volume: scrub: repair failed", "key", fmt.Sprintf("%x", key), "slot", d.Slot, "err", err)
+			rep.RepairFailed++
+			continue
+		}
+		rep.Repaired++
+	}
+	return r.bytes, nil
+}
+
+// SlotStatus describes one slot.
+type SlotStatus struct {
+	Slot   int
+	Drive  UUID
+	State  string // "ok", "rebuilding" or "lost"
+	Device string // path, empty when lost
+}
+
+// Status describes the volume.
+type Status struct {
+	ID         UUID
+	K, M       int
+	Generation uint64
+	Slots      []SlotStatus
+	Degraded   bool // some slot is lost or rebuilding
+}
+
+// Status returns the volume's membership and health.
+func (v *Volume) Status() Status {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	st := Status{ID: v.layout.Volume, K: v.k, M: v.m, Generation: v.layout.Generation}
+	for i, m := range v.layout.Members {
+		ss := SlotStatus{Slot: i, Drive: m.Drive, State: m.State.String()}
+		if s := v.slots[i]; s == nil {
+			ss.State = "lost"
+		} else {
+			ss.Device = s.dev.Info().Path
+		}
+		if ss.State != "ok" {
+			st.Degraded = true
+		}
+		st.Slots = append(st.Slots, ss)
+	}
+	return st
+}
