@@ -1,0 +1,257 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/stowage/stowage/osd/zone"
+)
+
+func faultyAll(t *testing.T, devs []zone.Device) []*zone.Faulty {
+	t.Helper()
+	var fs []*zone.Faulty
+	for i, d := range devs {
+		f, err := zone.NewFaulty(d, uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+// kill makes every operation on f fail with EIO, as a dead drive.
+func kill(t *testing.T, f *zone.Faulty) {
+	t.Helper()
+	if err := f.Inject(zone.Rule{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoseRebuildLoseOthers: on 6 loop devices (and 2 spares), lose m
+// drives, read everything degraded, rebuild both slots onto the spares,
+// lose the m other drives, read everything again; then restart from the
+// devices' labels alone.
+func TestLoseRebuildLoseOthers(t *testing.T) {
+	ctx := context.Background()
+	paths := loopPaths(t, 8)
+	raw := openPaths(t, paths)
+	fs := faultyAll(t, raw[:6])
+	var damage int
+	var dmu sync.Mutex
+	o := testOpts()
+	o.OnDamage = func(Damage) { dmu.Lock(); damage++; dmu.Unlock() }
+	v, err := Create(ctx, asDevices(fs), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := putBlocks(t, v, rand.New(rand.NewPCG(11, 12)), 30, 600<<10)
+
+	kill(t, fs[0]) // a data slot
+	kill(t, fs[4]) // a parity slot
+	if n := readAll(t, v, bs); n != len(bs) {
+		t.Errorf("%d of %d degraded reads used parity, want all (slot 0 holds data of each)", n, len(bs))
+	}
+	if damage < len(bs) {
+		t.Errorf("%d damaged fragments reported for %d degraded reads", damage, len(bs))
+	}
+	extra := randBlock(rand.New(rand.NewPCG(1, 1)), 1000)
+	if _, err := v.Put(ctx, extra.key, extra.data); err == nil {
+		t.Error("put acknowledged with 2 of 6 drives dead")
+	}
+
+	for _, r := range []struct{ slot, spare int }{{0, 6}, {4, 7}} {
+		var last Progress
+		calls := 0
+		res, err := v.Rebuild(ctx, r.slot, raw[r.spare], RebuildOptions{Progress: func(p Progress) { last = p; calls++ }})
+		if err != nil {
+			t.Fatalf("rebuild slot %d: %v", r.slot, err)
+		}
+		// The failed put above left 4 of its fragments: a readable block, rebuilt too.
+		if res.Keys != len(bs)+1 || res.Written != len(bs)+1 || res.Failed != 0 {
+			t.Errorf("rebuild slot %d: %+v, want %d keys written", r.slot, res, len(bs)+1)
+		}
+		if calls != res.Keys || last.Done != last.Total || last.Total != res.Keys {
+			t.Errorf("rebuild progress: %d calls, last %+v", calls, last)
+		}
+	}
+	st := v.Status()
+	if st.Degraded || st.Generation != 5 || st.Slots[0].Device != paths[6] || st.Slots[4].Device != paths[7] {
+		t.Fatalf("status after rebuilds: %+v", st)
+	}
+	if n := readAll(t, v, bs); n != 0 {
+		t.Errorf("%d reads needed parity after the rebuild", n)
+	}
+	kill(t, fs[1])
+	kill(t, fs[5])
+	if n := readAll(t, v, bs); n != len(bs) {
+		t.Errorf("%d of %d reads used parity with slots 1 and 5 dead", n, len(bs))
+	}
+	if err := v.Close(); err != nil {
+		t.Logf("close with dead drives: %v", err)
+	}
+
+	// Restart: every device reopened from its path, in another order, the
+	// replaced drives included (their labels name stale members).
+	for _, d := range raw {
+		d.Close()
+	}
+	order := []int{7, 3, 0, 5, 1, 6, 2, 4}
+	var re []string
+	for _, i := range order {
+		re = append(re, paths[i])
+	}
+	v2, err := Open(ctx, openPaths(t, re), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	st2 := v2.Status()
+	if st2.ID != st.ID || st2.Degraded || st2.Generation != 5 || st2.Slots[0].Device != paths[6] || st2.Slots[4].Device != paths[7] || st2.Slots[1].Device != paths[1] {
+		t.Fatalf("status after restart: %+v", st2)
+	}
+	if n := readAll(t, v2, bs); n != 0 {
+		t.Errorf("%d reads needed parity after the restart", n)
+	}
+}
+
+// TestRestartLoop: close every engine and device, reopen the paths in
+// another order: the labels find the volume, every block reads back, and
+// with a drive missing the volume opens degraded.
+func TestRestartLoop(t *testing.T) {
+	ctx := context.Background()
+	paths := loopPaths(t, 6)
+	devs := openPaths(t, paths)
+	v, err := Create(ctx, devs, testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.Status().ID
+	bs := putBlocks(t, v, rand.New(rand.NewPCG(21, 22)), 20, 1<<20)
+	if err := v.Delete(ctx, bs[0].key); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		d.Close()
+	}
+	v2, err := Open(ctx, openPaths(t, []string{paths[5], paths[2], paths[0], paths[4], paths[1], paths[3]}), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2.Status().ID != id || v2.Status().Degraded {
+		t.Fatalf("reopened %+v, want volume %s whole", v2.Status(), id)
+	}
+	if n := readAll(t, v2, bs[1:]); n != 0 {
+		t.Errorf("%d reads needed parity", n)
+	}
+	if _, err := v2.Get(ctx, bs[0].key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleted block after restart: %v", err)
+	}
+	v2.Close()
+
+	// Two drives gone (m = 2): opens degraded, serves everything.
+	v3, err := Open(ctx, openPaths(t, []string{paths[0], paths[2], paths[3], paths[5]}), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close()
+	st := v3.Status()
+	if !st.Degraded || st.Slots[1].State != "lost" || st.Slots[4].State != "lost" {
+		t.Errorf("status with two drives missing: %+v", st)
+	}
+	if n := readAll(t, v3, bs[1:]); n != len(bs)-1 {
+		t.Errorf("%d of %d reads used parity with slot 1 missing", n, len(bs)-1)
+	}
+	if _, err := v3.Put(ctx, bs[0].key, bs[0].data); !errors.Is(err, ErrDegraded) {
+		t.Errorf("put on a degraded volume: %v, want ErrDegraded", err)
+	}
+	// Three drives gone: refused.
+	if _, err := Open(ctx, openPaths(t, []string{paths[0], paths[2], paths[3]}), testOpts()); !errors.Is(err, ErrUnrecoverable) {
+		t.Errorf("open with 3 of 6 drives: %v", err)
+	}
+}
+
+// TestCrashAllDrives: concurrent puts while every drive loses power at
+// its own random point; after the crash (unflushed writes dropped or torn
+// by zone.Mem's model) the volume reopens and every acknowledged block
+// reads back.
+func TestCrashAllDrives(t *testing.T) {
+	ctx := context.Background()
+	const workers, each = 4, 8
+	run := func(seed uint64, cut func(ms []*zone.Mem, rng *rand.Rand)) ([]*zone.Mem, []block, int64) {
+		ms := memDevs(t, 6)
+		v, err := Create(ctx, asDevices(ms), testOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(seed, 77))
+		var ops0 int64
+		for _, m := range ms {
+			ops0 += m.Ops()
+		}
+		cut(ms, rng)
+		var mu sync.Mutex
+		var acked []block
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				r := rand.New(rand.NewPCG(seed, uint64(w)))
+				for range each {
+					b := randBlock(r, 1+r.IntN(300<<10))
+					if _, err := v.Put(ctx, b.key, b.data); err != nil {
+						continue
+					}
+					mu.Lock()
+					acked = append(acked, b)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		v.Close()
+		var ops int64
+		for _, m := range ms {
+			ops += m.Ops()
+		}
+		return ms, acked, (ops - ops0) / int64(len(ms))
+	}
+	_, all, perDrive := run(0, func([]*zone.Mem, *rand.Rand) {})
+	if len(all) != workers*each || perDrive == 0 {
+		t.Fatalf("uncut run: %d acknowledged, %d ops per drive", len(all), perDrive)
+	}
+	for seed := uint64(1); seed <= 10; seed++ {
+		ms, acked, _ := run(seed, func(ms []*zone.Mem, rng *rand.Rand) {
+			// Drives lose power near one moment, each at its own op.
+			base := rng.Int64N(perDrive + 1)
+			for _, m := range ms {
+				m.CutPowerAfter(base + rng.Int64N(perDrive/8+1))
+			}
+		})
+		rng := rand.New(rand.NewPCG(seed, 88))
+		var crashed []zone.Device
+		for _, m := range ms {
+			crashed = append(crashed, m.Crash(rng))
+		}
+		v, err := Open(ctx, crashed, testOpts())
+		if err != nil {
+			t.Fatalf("seed %d: open after the crash: %v", seed, err)
+		}
+		readAll(t, v, acked)
+		if _, err := v.Scrub(ctx, ScrubOptions{}); err != nil {
+			t.Errorf("seed %d: scrub after the crash: %v", seed, err)
+		}
+		readAll(t, v, acked)
+		b := randBlock(rng, 5000)
+		if _, err := v.Put(ctx, b.key, b.data); err != nil {
+			t.Errorf("seed %d: put after the crash: %v", seed, err)
+		}
+		t.Logf("seed %d: %d of %d puts acknowledged, all read back", seed, len(acked), workers*each)
+		v.Close()
+	}
+}
