@@ -48,6 +48,10 @@ type Init struct {
 	// Hwmgr is the daemon binary; default /bin/hwmgr. Shell is the rescue
 	// shell; default /bin/gosh.
 	Hwmgr, Shell string
+	// ShellArgs are the shell's arguments; default "-comp=false": gosh's
+	// plain line editor, which works on any serial console (the rich one
+	// queries the terminal and hangs on consoles that do not answer).
+	ShellArgs []string
 	// ReadyTimeout bounds the wait for hwmgr's /readyz before the banner
 	// is printed anyway; default 120s.
 	ReadyTimeout time.Duration
@@ -69,6 +73,9 @@ func (in *Init) defaults() {
 	in.ModulesDir = or(in.ModulesDir, "/lib/modules")
 	in.Hwmgr = or(in.Hwmgr, "/bin/hwmgr")
 	in.Shell = or(in.Shell, "/bin/gosh")
+	if in.ShellArgs == nil {
+		in.ShellArgs = []string{"-comp=false"}
+	}
 	in.Version = or(in.Version, "dev")
 	if in.ReadyTimeout <= 0 {
 		in.ReadyTimeout = 2 * time.Minute
@@ -285,7 +292,7 @@ func (in *Init) Emergency(why error) {
 		func() {
 			defer in.Recover("emergency shell")
 			fmt.Fprintf(in.Console, "stowage-init: EMERGENCY: %v\nstowage-init: starting %s; power off with ctrl-alt-del or the power button\n", why, in.Shell)
-			cmd := exec.Command(in.Shell)
+			cmd := exec.Command(in.Shell, in.ShellArgs...)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 			cmd.Env = []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root", "TERM=linux"}
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
@@ -392,7 +399,7 @@ func (in *Init) rescueLoop(ctx context.Context, now bool) {
 			return
 		}
 		fmt.Fprintf(in.Console, "stowage-init: rescue shell %s (exit to return; the daemons keep running)\n", in.Shell)
-		cmd := exec.Command(in.Shell)
+		cmd := exec.Command(in.Shell, in.ShellArgs...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		cmd.Env = []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root", "TERM=linux"}
 		cmd.Dir = "/root"
