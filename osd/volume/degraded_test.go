@@ -255,3 +255,77 @@ func TestCrashAllDrives(t *testing.T) {
 		v.Close()
 	}
 }
+
+// TestRebuildResume: a rebuild interrupted part way leaves the slot
+// rebuilding (in the labels too: a restart says so); Rebuild again onto
+// the same drive resumes and skips what is already there.
+func TestRebuildResume(t *testing.T) {
+	ctx := context.Background()
+	ms := memDevs(t, 7)
+	devs := asDevices(ms)
+	v, err := Create(ctx, devs[:6], testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := putBlocks(t, v, rand.New(rand.NewPCG(31, 32)), 24, 64<<10)
+	if err := v.MarkLost(3); err != nil {
+		t.Fatal(err)
+	}
+	if st := v.Status(); !st.Degraded || st.Slots[3].State != "lost" {
+		t.Fatalf("status after MarkLost: %+v", st)
+	}
+	if n := readAll(t, v, bs); n != len(bs) {
+		t.Errorf("%d of %d reads used parity with slot 3 lost", n, len(bs))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = v.Rebuild(cctx, 3, devs[6], RebuildOptions{Workers: 1, Progress: func(p Progress) {
+		if p.Done == 10 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted rebuild: %v", err)
+	}
+	if st := v.Status(); !st.Degraded || st.Slots[3].State != "rebuilding" {
+		t.Fatalf("status after an interrupted rebuild: %+v", st)
+	}
+	// Resumed in the same process: the engine already on the drive is
+	// reused, and interrupted again.
+	cctx, cancel = context.WithCancel(ctx)
+	res, err := v.Rebuild(cctx, 3, devs[6], RebuildOptions{Workers: 1, Progress: func(p Progress) {
+		if p.Done == 15 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) || res.Present < 10 {
+		t.Fatalf("second interrupted rebuild: %+v %v", res, err)
+	}
+	v.Close()
+	// Restart: the labels say slot 3 is rebuilding on drive 6; drive 3 is stale.
+	v2, err := Open(ctx, devs, testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	if st := v2.Status(); st.Slots[3].State != "rebuilding" || st.Slots[3].Device != "memg" {
+		t.Fatalf("status after restart: %+v", st)
+	}
+	readAll(t, v2, bs)
+	res, err = v2.Rebuild(ctx, 3, devs[6], RebuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Present < 15 || res.Present+res.Written != len(bs) {
+		t.Errorf("resumed rebuild %+v, want ≥ 15 present and %d in all", res, len(bs))
+	}
+	if st := v2.Status(); st.Degraded {
+		t.Errorf("status after the resumed rebuild: %+v", st)
+	}
+	if n := readAll(t, v2, bs); n != 0 {
+		t.Errorf("%d reads needed parity after the rebuild", n)
+	}
+	// The old drive of slot 3 cannot join another volume's slot by mistake.
+	if _, err := v2.Rebuild(ctx, 2, devs[3], RebuildOptions{}); !errors.Is(err, ErrInUse) {
+		t.Errorf("rebuild onto a drive holding a member: %v", err)
+	}
+}

@@ -135,13 +135,22 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 		v.mu.Unlock()
 	}()
 
-	a, err := label.Open(ctx, dev, label.Options{})
-	if err != nil {
-		return RebuildResult{}, fmt.Errorf("volume: rebuild: %w", err)
-	}
 	v.mu.RLock()
 	cur := v.layout.Clone()
+	same := v.slots[slotIdx]
 	v.mu.RUnlock()
+	if same != nil && same.dev != dev {
+		same = nil
+	}
+	// Resuming on the drive already in the slot (same process): its
+	// engine stays; a second engine on one device would corrupt it.
+	var a *label.Area
+	var err error
+	if same != nil && same.area != nil {
+		a = same.area
+	} else if a, err = label.Open(ctx, dev, label.Options{}); err != nil {
+		return RebuildResult{}, fmt.Errorf("volume: rebuild: %w", err)
+	}
 	member := Member{Drive: NewUUID(), State: SlotRebuilding}
 	if rec, ok := a.Current(); ok && rec.Owner == Owner {
 		l, _, err := DecodeLayout(rec.Payload)
@@ -161,25 +170,31 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 	nl.Members[slotIdx] = member
 	dl := nl.Clone()
 	dl.Slot, dl.ZoneSize, dl.FirstZone = slotIdx, dev.Info().ZoneSize, firstZone(dev)
-	e, err := v.openEngine(ctx, dev, dl)
-	if err != nil {
+	var e *engine.Engine
+	if same != nil {
+		e = same.eng
+	} else if e, err = v.openEngine(ctx, dev, dl); err != nil {
 		return RebuildResult{}, fmt.Errorf("volume: rebuild: %w", err)
 	}
 	if err := writeLayout(ctx, a, dl); err != nil {
-		e.Close()
+		if same == nil {
+			e.Close()
+		}
 		return RebuildResult{}, fmt.Errorf("volume: rebuild: label: %w", err)
 	}
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
-		e.Close()
+		if same == nil {
+			e.Close()
+		}
 		return RebuildResult{}, ErrClosed
 	}
 	old := v.slots[slotIdx]
 	v.slots[slotIdx] = &slot{dev: dev, area: a, eng: e}
 	v.layout = nl
 	v.mu.Unlock()
-	if old != nil {
+	if old != nil && old != same {
 		if err := old.eng.Close(); err != nil {
 			v.log.Warn("volume: rebuild: old engine close", "slot", slotIdx, "err", err)
 		}
@@ -199,6 +214,7 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 	for k := range counts {
 		keys = append(keys, k)
 	}
+	slices.SortFunc(keys, compareKeys) // a resumed rebuild finds its done keys first
 	var (
 		res      RebuildResult
 		mu       sync.Mutex
@@ -367,7 +383,7 @@ func (v *Volume) Scrub(ctx context.Context, o ScrubOptions) (ScrubReport, error)
 	for k := range counts {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b Key) int { return compareKeys(a, b) })
+	slices.SortFunc(keys, compareKeys)
 	var rep ScrubReport
 	start := o.Now()
 	for i, key := range keys {
@@ -500,4 +516,29 @@ func (v *Volume) Status() Status {
 		st.Slots = append(st.Slots, ss)
 	}
 	return st
+}
+
+// MarkLost takes slot's drive out of the volume (hwmgr found it failed or
+// pulled): its engine is closed, reads reconstruct its fragments without
+// touching it, and writes fail with ErrDegraded until Rebuild gives the
+// slot a drive again. The device stays open (the caller's).
+func (v *Volume) MarkLost(slotIdx int) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return ErrClosed
+	}
+	if slotIdx < 0 || slotIdx >= v.k+v.m {
+		return fmt.Errorf("volume: slot %d outside 0..%d", slotIdx, v.k+v.m-1)
+	}
+	s := v.slots[slotIdx]
+	if s == nil {
+		return nil
+	}
+	v.slots[slotIdx] = nil
+	v.log.Warn("volume: slot marked lost", "slot", slotIdx, "device", s.dev.Info().Path)
+	if err := s.eng.Close(); err != nil {
+		v.log.Warn("volume: engine close", "slot", slotIdx, "err", err)
+	}
+	return nil
 }
