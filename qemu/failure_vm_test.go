@@ -20,7 +20,8 @@ const selfTestEnv = "STOWAGE_QEMU_SELFTEST"
 
 // TestVMFailuresPropagate runs deliberately failing VM tests in a child
 // process of this test binary and checks each fails the host test with a
-// message that says why: a failing guest body, and a failing host side
+// message that says why: a failing guest body (with the kernel log tail),
+// and a failing host side
 // (which must also stop the guest at once, not at the guest's timeout).
 func TestVMFailuresPropagate(t *testing.T) {
 	if qemu.IsGuest() {
@@ -34,7 +35,7 @@ func TestVMFailuresPropagate(t *testing.T) {
 		test string
 		want []string
 	}{
-		{"TestVMDeliberateGuestFailure", []string{"deliberate guest failure", "guest test failed (exit status 1)"}},
+		{"TestVMDeliberateGuestFailure", []string{"deliberate guest failure", "guest test failed (exit status 1)", "dmesg: ["}},
 		{"TestVMDeliberateHostFailure", []string{"host side: deliberate host failure", "the host side failed, so the guest was stopped"}},
 	} {
 		t.Run(c.test, func(t *testing.T) {

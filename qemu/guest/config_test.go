@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -102,4 +103,41 @@ func TestLoadModuleMissing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("err %v", err)
 	}
+}
+
+func TestParseKmsg(t *testing.T) {
+	for rec, want := range map[string]string{
+		"6,339,5140900,-;NET: Registered PF_INET6 protocol family\n":            "[5.140900] NET: Registered PF_INET6 protocol family",
+		"3,1000,23148314,-,caller=T1;nvme0n1: I/O Cmd(0x1)\n SUBSYSTEM=block\n": "[23.148314] nvme0n1: I/O Cmd(0x1)",
+		"4,1,0,c;x": "[0.000000] x",
+	} {
+		got, ok := ParseKmsg(rec)
+		if !ok || got != want {
+			t.Errorf("ParseKmsg(%q) = %q, %v; want %q", rec, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "no separator", "6,1;too few", "6,1,notanumber,-;x"} {
+		if _, ok := ParseKmsg(bad); ok {
+			t.Errorf("ParseKmsg(%q) accepted", bad)
+		}
+	}
+}
+
+// FuzzParseKmsg: a record built from a time stamp and a one-line message
+// parses back to them.
+func FuzzParseKmsg(f *testing.F) {
+	f.Add(uint64(5140900), "NET: Registered PF_INET6 protocol family")
+	f.Add(uint64(0), "")
+	f.Fuzz(func(t *testing.T, usec uint64, msg string) {
+		if strings.Contains(msg, "\n") {
+			return
+		}
+		rec := fmt.Sprintf("6,12,%d,-;%s\n SUBSYSTEM=block\n", usec, msg)
+		got, ok := ParseKmsg(rec)
+		want := fmt.Sprintf("[%d.%06d] %s", usec/1e6, usec%1e6, msg)
+		if !ok || got != want {
+			t.Fatalf("ParseKmsg(%q) = %q, %v; want %q", rec, got, ok, want)
+		}
+		ParseKmsg(msg) // arbitrary text: no panic
+	})
 }

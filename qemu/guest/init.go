@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ var initMounts = []mount{
 func Init(out io.Writer, cfgPath string) int {
 	initStart := time.Now()
 	fail := func(err error) int {
+		printKernelLog(out, kernelLogLines)
 		fmt.Fprintln(out, MarkLine(MarkError, err.Error()))
 		return ExitInitFailed
 	}
@@ -105,12 +107,66 @@ func Init(out io.Writer, cfgPath string) int {
 		return 0
 	case errors.As(err, &ee):
 		if ee.ExitCode() >= 0 {
+			printKernelLog(out, kernelLogLines)
 			return ee.ExitCode()
 		}
 		return fail(fmt.Errorf("%s: %v", cfg.Args[0], err))
 	default:
 		return fail(fmt.Errorf("run %s: %w", cfg.Args[0], err))
 	}
+}
+
+// kernelLogLines is how much of the kernel log a failure shows.
+const kernelLogLines = 40
+
+// printKernelLog prints the last n kernel log messages (all levels, which
+// "quiet" keeps off the console), each prefixed "dmesg: ".
+func printKernelLog(out io.Writer, n int) {
+	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var tail []string
+	buf := make([]byte, 8192) // one record per read
+	for {
+		k, err := f.Read(buf)
+		if err != nil {
+			if errors.Is(err, unix.EPIPE) { // records overwritten: go on
+				continue
+			}
+			break // EAGAIN: the end
+		}
+		if msg, ok := ParseKmsg(string(buf[:k])); ok {
+			tail = append(tail, msg)
+			if len(tail) > n {
+				tail = tail[1:]
+			}
+		}
+	}
+	for _, l := range tail {
+		fmt.Fprintln(out, "dmesg: "+l)
+	}
+}
+
+// ParseKmsg returns the message of one /dev/kmsg record
+// ("prio,seq,usec,flags[,...];message\n[ KEY=value\n...]") prefixed with
+// its time stamp in seconds, and ok=false for anything else.
+func ParseKmsg(rec string) (string, bool) {
+	head, rest, ok := strings.Cut(rec, ";")
+	if !ok {
+		return "", false
+	}
+	f := strings.Split(head, ",")
+	if len(f) < 4 {
+		return "", false
+	}
+	usec, err := strconv.ParseUint(f[2], 10, 64)
+	if err != nil {
+		return "", false
+	}
+	msg, _, _ := strings.Cut(rest, "\n")
+	return fmt.Sprintf("[%d.%06d] %s", usec/1e6, usec%1e6, msg), true
 }
 
 // uptime is the kernel's /proc/uptime, "?" when unreadable.
