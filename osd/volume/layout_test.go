@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"testing"
 )
-
-func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 func sampleLayout(k, m int) Layout {
 	l := Layout{Version: LayoutVersion, Generation: 7, Volume: NewUUID(), K: k, M: m, Slot: k + m - 1,

@@ -18,7 +18,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"slices"
 	"sync"
@@ -30,8 +29,6 @@ import (
 	"github.com/stowage/stowage/osd/engine"
 	"github.com/stowage/stowage/osd/zone"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Owner is the label owner name of a drive in a volume.
 const Owner = "osd"
