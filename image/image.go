@@ -359,7 +359,9 @@ func (c *Config) makeBB(ctx context.Context, out string) error {
 		return err
 	}
 	uroot := strings.TrimSpace(dirOut)
-	args := []string{"run", "github.com/u-root/gobusybox/src/cmd/makebb", "-o", out}
+	// goshliner: gosh with peterh/liner instead of bubbline, whose
+	// terminal queries hang serial consoles that do not answer them.
+	args := []string{"run", "github.com/u-root/gobusybox/src/cmd/makebb", "-go-build-tags", "goshliner", "-o", out}
 	for _, cmd := range c.Rescue {
 		if strings.ContainsAny(cmd, "/.") || cmd == "" {
 			return fmt.Errorf("image: bad rescue command name %q", cmd)
