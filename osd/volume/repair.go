@@ -191,7 +191,7 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 		return RebuildResult{}, ErrClosed
 	}
 	old := v.slots[slotIdx]
-	v.slots[slotIdx] = &slot{dev: dev, area: a, eng: e}
+	v.slots[slotIdx] = &slot{dev: dev, area: a, eng: e, rebuilding: true}
 	v.layout = nl
 	v.mu.Unlock()
 	if old != nil && old != same {
@@ -268,6 +268,11 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 	fin.Generation++
 	fin.Members[slotIdx].State = SlotOK
 	v.layout = fin
+	if s := v.slots[slotIdx]; s != nil && s.rebuilding {
+		done := *s
+		done.rebuilding = false
+		v.slots[slotIdx] = &done
+	}
 	v.mu.Unlock()
 	v.writeLabels(ctx, fin, -1)
 	v.log.Info("volume: rebuild done", "slot", slotIdx, "written", res.Written, "present", res.Present)
@@ -347,7 +352,32 @@ type ScrubReport struct {
 	Repaired      int // fragments rewritten
 	RepairFailed  int // fragments that could not be rewritten
 	Unrecoverable int // blocks with fewer than k good fragments
-	Gone          int // blocks deleted during the scrub
+	Gone          int // keys found deleted (or never completely put)
+	Orphans       int // leftover fragments of such keys, deleted
+}
+
+// dropOrphans deletes what is left of a key that has more than m
+// fragments missing: a block deleted while a drive was away, or a Put
+// that failed part way and was never acknowledged. The caller holds the
+// key's lock, so no Put of it is in progress.
+func (v *Volume) dropOrphans(ctx context.Context, slots []*slot, key Key) int {
+	n := 0
+	for i, s := range slots {
+		if s == nil {
+			continue
+		}
+		err := s.eng.Delete(ctx, fragID(key, i))
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, engine.ErrNotFound):
+			v.log.Warn("volume: scrub: orphan fragment not deleted", "key", fmt.Sprintf("%x", key), "slot", i, "err", err)
+		}
+	}
+	if n > 0 {
+		v.log.Info("volume: scrub: orphan fragments deleted", "key", fmt.Sprintf("%x", key), "fragments", n)
+	}
+	return n
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -432,6 +462,9 @@ func (v *Volume) scrubKey(ctx context.Context, key Key, noRepair bool, rep *Scru
 	switch {
 	case errors.Is(err, ErrNotFound):
 		rep.Gone++
+		if !noRepair {
+			rep.Orphans += v.dropOrphans(ctx, slots, key)
+		}
 		return 0, nil
 	case errors.Is(err, ErrUnrecoverable):
 		rep.Keys++

@@ -114,6 +114,9 @@ type slot struct {
 	dev  zone.Device
 	area *label.Area // nil when the label could not be read
 	eng  *engine.Engine
+	// rebuilding: a replacement still being filled; its missing
+	// fragments say nothing about whether a block exists.
+	rebuilding bool
 }
 
 // Volume is a set of k+m engines holding erasure-coded blocks. It is safe
@@ -347,7 +350,7 @@ func Open(ctx context.Context, devs []zone.Device, o Options) (*Volume, error) {
 			v.log.Error("volume: slot lost: engine does not open", "slot", l.Slot, "device", c.dev.Info().Path, "err", err)
 			continue
 		}
-		v.slots[l.Slot] = &slot{dev: c.dev, area: c.f.Area, eng: e}
+		v.slots[l.Slot] = &slot{dev: c.dev, area: c.f.Area, eng: e, rebuilding: newest.Members[l.Slot].State == SlotRebuilding}
 		if l.Generation < newest.Generation {
 			nl := newest.Clone()
 			nl.Slot, nl.ZoneSize, nl.FirstZone = l.Slot, l.ZoneSize, l.FirstZone
@@ -664,7 +667,16 @@ func (v *Volume) readBlock(ctx context.Context, slots []*slot, key Key, full boo
 			r.bytes += int64(len(f.data))
 		}
 	}
-	if good == 0 && countKind(fr, Missing) > 0 && countKind(fr, Corrupt) == 0 {
+	// An acknowledged block had all k+m fragments, and only a delete
+	// removes more than one: more than m missing means deleted (or a Put
+	// that never completed), whatever is left.
+	settled := 0
+	for i, f := range fr {
+		if f.kind == Missing && !slots[i].rebuilding {
+			settled++
+		}
+	}
+	if settled > v.m {
 		return nil, fmt.Errorf("%w: %x", ErrNotFound, key[:8])
 	}
 	if !ok || good < v.k {
@@ -728,16 +740,6 @@ func (v *Volume) readBlock(ctx context.Context, slots []*slot, key Key, full boo
 		r.reconstructed = true
 	}
 	return r, nil
-}
-
-func countKind(fr []frag, k DamageKind) int {
-	n := 0
-	for _, f := range fr {
-		if f.kind == k {
-			n++
-		}
-	}
-	return n
 }
 
 // Delete removes the block from every slot (durable tombstones). It

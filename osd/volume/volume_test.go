@@ -149,7 +149,7 @@ func TestConcurrent(t *testing.T) {
 	const workers, each = 6, 12
 	kept := make([][]block, workers)
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
+	errs := make(chan error, workers+16)
 	for w := range workers {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 9))
@@ -192,7 +192,36 @@ func TestConcurrent(t *testing.T) {
 			}
 		})
 	}
+	// A scrub running alongside must find nothing wrong.
+	done := make(chan struct{})
+	scrubbed := make(chan ScrubReport, 1)
+	go func() {
+		var sum ScrubReport
+		for {
+			select {
+			case <-done:
+				scrubbed <- sum
+				return
+			default:
+			}
+			rep, err := v.Scrub(ctx, ScrubOptions{})
+			if err != nil {
+				sum.Unrecoverable = -1
+				t.Errorf("scrub during the load: %v", err)
+				<-done
+				scrubbed <- sum
+				return
+			}
+			sum.Keys += rep.Keys
+			sum.Damaged += rep.Damaged
+			sum.Unrecoverable += rep.Unrecoverable
+		}
+	}()
 	wg.Wait()
+	close(done)
+	if sum := <-scrubbed; sum.Damaged != 0 || sum.Unrecoverable != 0 {
+		t.Errorf("scrubs during the load found damage: %+v", sum)
+	}
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -399,4 +428,38 @@ func TestScrubRateLimit(t *testing.T) {
 	if _, err := v.Scrub(cctx, ScrubOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("scrub with a cancelled context: %v", err)
 	}
+}
+
+// TestOrphans: a key with more than m fragments missing (deleted while a
+// drive was away, or a Put that failed part way) is not found, not
+// listed, and Scrub deletes its leftovers.
+func TestOrphans(t *testing.T) {
+	ctx := context.Background()
+	v, err := Create(ctx, asDevices(memDevs(t, 6)), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	bs := putBlocks(t, v, rand.New(rand.NewPCG(41, 42)), 4, 50<<10)
+	b := bs[2]
+	slots, _ := v.snapshot()
+	for _, i := range []int{0, 3, 5} {
+		if err := slots[i].eng.Delete(ctx, fragID(b.key, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.Get(ctx, b.key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("get of a key with 3 of 6 fragments: %v, want ErrNotFound", err)
+	}
+	if keys, _ := v.List(ctx, Key{}, 10); len(keys) != 3 || slices.Contains(keys, b.key) {
+		t.Errorf("listing %d keys, want the 3 whole blocks", len(keys))
+	}
+	rep, err := v.Scrub(ctx, ScrubOptions{})
+	if err != nil || rep.Keys != 3 || rep.Gone != 1 || rep.Orphans != 3 || rep.Damaged != 0 {
+		t.Fatalf("scrub %+v %v, want 3 keys clean, 1 gone with 3 orphan fragments deleted", rep, err)
+	}
+	if _, err := v.Stat(ctx, b.key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("stat after the scrub: %v", err)
+	}
+	readAll(t, v, []block{bs[0], bs[1], bs[3]})
 }
