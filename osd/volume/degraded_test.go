@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -177,15 +178,18 @@ func TestRestartLoop(t *testing.T) {
 	}
 }
 
-// TestCrashAllDrives: concurrent puts while every drive loses power at
+// TestCrashAllDrivesFile, …Zoned: concurrent puts while every drive loses power at
 // its own random point; after the crash (unflushed writes dropped or torn
 // by zone.Mem's model) the volume reopens and every acknowledged block
 // reads back.
-func TestCrashAllDrives(t *testing.T) {
+func TestCrashAllDrivesFile(t *testing.T)  { testCrashAllDrives(t, zone.KindFile) }
+func TestCrashAllDrivesZoned(t *testing.T) { testCrashAllDrives(t, zone.KindZoned) }
+
+func testCrashAllDrives(t *testing.T, kind zone.Kind) {
 	ctx := context.Background()
 	const workers, each = 4, 8
 	run := func(seed uint64, cut func(ms []*zone.Mem, rng *rand.Rand)) ([]*zone.Mem, []block, int64) {
-		ms := memDevs(t, 6)
+		ms := memDevsOf(t, kind, 6)
 		v, err := Create(ctx, asDevices(ms), testOpts())
 		if err != nil {
 			t.Fatal(err)
@@ -327,5 +331,41 @@ func TestRebuildResume(t *testing.T) {
 	// The old drive of slot 3 cannot join another volume's slot by mistake.
 	if _, err := v2.Rebuild(ctx, 2, devs[3], RebuildOptions{}); !errors.Is(err, ErrInUse) {
 		t.Errorf("rebuild onto a drive holding a member: %v", err)
+	}
+}
+
+// TestCodes: the smallest, an odd and the largest code; each survives the
+// loss of m drives (MarkLost) and refuses a Put while degraded.
+func TestCodes(t *testing.T) {
+	ctx := context.Background()
+	for _, km := range [][2]int{{1, 1}, {6, 3}, {12, 4}} {
+		k, m := km[0], km[1]
+		t.Run(fmt.Sprintf("%d+%d", k, m), func(t *testing.T) {
+			o := testOpts()
+			o.K, o.M = k, m
+			v, err := Create(ctx, asDevices(memDevs(t, k+m)), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			rng := rand.New(rand.NewPCG(uint64(k), uint64(m)))
+			bs := putBlocks(t, v, rng, 8, 700<<10)
+			for _, b := range bs {
+				if bi, err := v.Stat(ctx, b.key); err != nil || bi.Fragments != k+m || bi.FragmentSize != (len(b.data)+k-1)/k {
+					t.Fatalf("stat: %+v %v", bi, err)
+				}
+			}
+			lost := rng.Perm(k + m)[:m]
+			for _, s := range lost {
+				if err := v.MarkLost(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			readAll(t, v, bs)
+			b := randBlock(rng, 10)
+			if _, err := v.Put(ctx, b.key, b.data); !errors.Is(err, ErrDegraded) {
+				t.Errorf("put with slots %v lost: %v", lost, err)
+			}
+		})
 	}
 }

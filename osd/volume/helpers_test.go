@@ -122,12 +122,19 @@ func openPaths(t testing.TB, paths []string) []zone.Device {
 	return ds
 }
 
-func memDevs(t testing.TB, n int) []*zone.Mem {
+func memDevs(t testing.TB, n int) []*zone.Mem { return memDevsOf(t, zone.KindFile, n) }
+
+// memDevsOf makes n in-memory devices of kind (zoned ones with zone
+// capacity below the zone size and open/active limits, as ZNS drives).
+func memDevsOf(t testing.TB, kind zone.Kind, n int) []*zone.Mem {
 	t.Helper()
 	var ds []*zone.Mem
 	for i := range n {
-		m, err := zone.NewMem(zone.MemOptions{Kind: zone.KindFile, ZoneSize: testZoneSize, NumZones: 32,
-			Path: "mem" + string(rune('a'+i))})
+		o := zone.MemOptions{Kind: kind, ZoneSize: testZoneSize, NumZones: 32, Path: "mem" + string(rune('a'+i))}
+		if kind == zone.KindZoned {
+			o.NumZones, o.ZoneCapacity, o.MaxOpen, o.MaxActive = 48, 768<<10, 4, 6
+		}
+		m, err := zone.NewMem(o)
 		if err != nil {
 			t.Fatal(err)
 		}
