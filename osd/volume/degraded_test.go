@@ -369,3 +369,36 @@ func TestCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestReadFlippedBits: a drive returning flipped bits on every read (a
+// bad cable, not bad media): each read still returns the right bytes and
+// names the slot as corrupt.
+func TestReadFlippedBits(t *testing.T) {
+	ctx := context.Background()
+	fs := faultyAll(t, asDevices(memDevs(t, 6)))
+	v, err := Create(ctx, asDevices(fs), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	bs := putBlocks(t, v, rand.New(rand.NewPCG(51, 52)), 10, 300<<10)
+	if err := fs[1].Inject(zone.Rule{Ops: zone.OpRead, Corrupt: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		_, rep, err := v.Read(ctx, b.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Damage) != 1 || rep.Damage[0].Slot != 1 || rep.Damage[0].Kind != Corrupt {
+			t.Fatalf("read report %+v, want slot 1 corrupt", rep)
+		}
+	}
+	if n := readAll(t, v, bs); n != len(bs) {
+		t.Errorf("%d of %d reads used parity", n, len(bs))
+	}
+	fs[1].Clear()
+	if n := readAll(t, v, bs); n != 0 {
+		t.Errorf("%d reads used parity after the fault cleared", n)
+	}
+}
