@@ -39,7 +39,7 @@ func cpuTime(b *testing.B) time.Duration {
 // O_DIRECT writes and flushes), which the floor does not count.
 func BenchmarkPutCPU(b *testing.B) {
 	const (
-		nBlocks   = 48
+		nBlocks   = 96
 		blockSize = 4 << 20
 		writers   = 8
 	)
@@ -55,7 +55,7 @@ func BenchmarkPutCPU(b *testing.B) {
 		dir := tempDir(b)
 		var devs []zone.Device
 		for i := range 6 {
-			p := zeroFile(b, dir, "drive"+string(rune('a'+i)), 128<<20)
+			p := zeroFile(b, dir, "drive"+string(rune('a'+i)), 192<<20)
 			d, err := zone.OpenEmulated(p, zone.EmulatedOptions{ZoneSize: 4 << 20})
 			if err != nil {
 				b.Fatal(err)

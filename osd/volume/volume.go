@@ -136,7 +136,13 @@ type Volume struct {
 	closed     bool
 
 	keyLocks [256]sync.Mutex
+	// bufs recycles Put's fragment buffers of large blocks (the engine
+	// copies what it writes, so a buffer is free once PutMeta returns).
+	bufs sync.Pool
 }
+
+// poolMin is the smallest block whose fragment buffer comes from the pool.
+const poolMin = 256 << 10
 
 func (o *Options) defaults() {
 	if o.K == 0 && o.M == 0 {
@@ -442,9 +448,12 @@ func (v *Volume) Put(ctx context.Context, key Key, data []byte) (stored bool, er
 	if all {
 		return false, nil
 	}
-	shards, err := v.encode(data)
+	shards, buf, err := v.encode(data)
 	if err != nil {
 		return false, err
+	}
+	if buf != nil {
+		defer v.bufs.Put(buf)
 	}
 	errs := make([]error, len(slots))
 	var wg sync.WaitGroup
@@ -466,18 +475,36 @@ func (v *Volume) Put(ctx context.Context, key Key, data []byte) (stored bool, er
 func (v *Volume) fragSize(n int) int { return (n + v.k - 1) / v.k }
 
 // encode splits data into k zero-padded fragments and adds m parity ones.
-func (v *Volume) encode(data []byte) ([][]byte, error) {
+// A non-nil pooled buffer backs the shards: give it back to v.bufs when
+// they are no longer used.
+func (v *Volume) encode(data []byte) (shards [][]byte, pooled *[]byte, err error) {
 	fs := v.fragSize(len(data))
-	buf := make([]byte, (v.k+v.m)*fs)
+	n := (v.k + v.m) * fs
+	var buf []byte
+	if len(data) >= poolMin {
+		if p, ok := v.bufs.Get().(*[]byte); ok && cap(*p) >= n {
+			pooled = p
+		} else {
+			b := make([]byte, (v.k+v.m)*v.fragSize(v.maxBlock))
+			pooled = &b
+		}
+		buf = (*pooled)[:n]
+		clear(buf[len(data) : v.k*fs]) // padding; parity is overwritten
+	} else {
+		buf = make([]byte, n)
+	}
 	copy(buf, data)
-	shards := make([][]byte, v.k+v.m)
+	shards = make([][]byte, v.k+v.m)
 	for i := range shards {
 		shards[i] = buf[i*fs : (i+1)*fs : (i+1)*fs]
 	}
 	if err := v.enc.Encode(shards); err != nil {
-		return nil, fmt.Errorf("volume: encode: %w", err)
+		if pooled != nil {
+			v.bufs.Put(pooled)
+		}
+		return nil, nil, fmt.Errorf("volume: encode: %w", err)
 	}
-	return shards, nil
+	return shards, pooled, nil
 }
 
 // Get returns the block stored under key, verified against its SHA-256,

@@ -241,7 +241,7 @@ func TestConcurrent(t *testing.T) {
 // by searching the raw device for its bytes.
 func findFragment(t *testing.T, v *Volume, dev zone.Device, b block, slot int) int64 {
 	t.Helper()
-	shards, err := v.encode(b.data)
+	shards, _, err := v.encode(b.data)
 	if err != nil {
 		t.Fatal(err)
 	}
