@@ -520,6 +520,8 @@ type SlotStatus struct {
 	Drive  UUID
 	State  string // "ok", "rebuilding" or "lost"
 	Device string // path, empty when lost
+	Serial string // from the drive's label
+	WWN    string
 }
 
 // Status describes the volume.
@@ -542,6 +544,11 @@ func (v *Volume) Status() Status {
 			ss.State = "lost"
 		} else {
 			ss.Device = s.dev.Info().Path
+			if s.area != nil {
+				if rec, ok := s.area.Current(); ok {
+					ss.Serial, ss.WWN = rec.Serial, rec.WWN
+				}
+			}
 		}
 		if ss.State != "ok" {
 			st.Degraded = true

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stowage/stowage/hwmgr/label"
+	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/engine"
 	"github.com/stowage/stowage/osd/zone"
 )
@@ -462,4 +464,58 @@ func TestOrphans(t *testing.T) {
 		t.Errorf("stat after the scrub: %v", err)
 	}
 	readAll(t, v, []block{bs[0], bs[1], bs[3]})
+}
+
+// TestLabels: Create writes the layout into every drive's label (owner
+// "osd", in-service), keeping what hwmgr wrote there (serial, history);
+// drives in a state the OSD may not take are refused.
+func TestLabels(t *testing.T) {
+	ctx := context.Background()
+	ms := memDevs(t, 7)
+	devs := asDevices(ms)
+	a, err := label.Open(ctx, devs[2], label.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Write(ctx, label.Record{State: lifecycle.Ready, Serial: "SER2", WWN: "wwn-2"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Create(ctx, devs[:6], testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	st := v.Status()
+	if st.Slots[2].Serial != "SER2" || st.Slots[2].WWN != "wwn-2" {
+		t.Errorf("status slot 2: %+v, want the label's serial and WWN", st.Slots[2])
+	}
+	for i, d := range devs[:6] {
+		f, err := ReadLayout(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := f.Area.Current()
+		l := f.Layout
+		if rec.Owner != Owner || rec.State != lifecycle.InService || l.Slot != i || l.Volume != st.ID ||
+			l.K != 4 || l.M != 2 || l.FirstZone != 2 || l.ZoneSize != testZoneSize || l.ZonesPerExtent != 4 ||
+			l.Members[i].Drive != st.Slots[i].Drive {
+			t.Errorf("drive %d: label %s/%s layout %+v", i, rec.Owner, rec.State, l)
+		}
+	}
+	if _, err := ReadLayout(ctx, devs[6]); err == nil {
+		t.Error("a blank drive has a layout")
+	}
+	fa, err := label.Open(ctx, devs[6], label.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fa.Write(ctx, label.Record{State: lifecycle.Failed}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.MarkLost(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Rebuild(ctx, 0, devs[6], RebuildOptions{}); !errors.Is(err, ErrInUse) {
+		t.Errorf("rebuild onto a failed drive: %v", err)
+	}
 }
