@@ -114,6 +114,9 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
+	if dev == nil {
+		return RebuildResult{}, errors.New("volume: rebuild onto a nil device")
+	}
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()

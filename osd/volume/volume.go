@@ -240,6 +240,11 @@ func Create(ctx context.Context, devs []zone.Device, o Options) (*Volume, error)
 	if o.MaxBlock < 1 || o.MaxBlock > engine.MaxBlock*o.K {
 		return nil, fmt.Errorf("volume: max block %d outside 1..%d", o.MaxBlock, engine.MaxBlock*o.K)
 	}
+	for i, d := range devs {
+		if d == nil {
+			return nil, fmt.Errorf("volume: slot %d: no device", i)
+		}
+	}
 	for i := range l.Members {
 		l.Members[i].Drive = NewUUID()
 	}
@@ -316,7 +321,10 @@ func Open(ctx context.Context, devs []zone.Device, o Options) (*Volume, error) {
 	}
 	var cands []cand
 	var newest *Layout
-	for _, d := range devs {
+	for i, d := range devs {
+		if d == nil {
+			return nil, fmt.Errorf("volume: device %d is nil", i)
+		}
 		f, err := ReadLayout(ctx, d)
 		if err != nil {
 			o.Logger.Warn("volume: device left out", "device", d.Info().Path, "err", err)

@@ -128,11 +128,29 @@ func TestCreateRefuses(t *testing.T) {
 	if _, err := Create(ctx, devs, o); err == nil {
 		t.Error("k = 13 accepted")
 	}
+	if _, err := Create(ctx, []zone.Device{devs[0], devs[1], nil, devs[3], devs[4], devs[5]}, testOpts()); err == nil {
+		t.Error("a nil device accepted")
+	}
+	if _, err := Open(ctx, []zone.Device{nil}, testOpts()); err == nil {
+		t.Error("open of a nil device accepted")
+	}
 	v, err := Create(ctx, devs[:6], testOpts())
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := v.Rebuild(ctx, 0, nil, RebuildOptions{}); err == nil {
+		t.Error("rebuild onto nil accepted")
+	}
+	if _, err := v.Rebuild(ctx, 6, devs[6], RebuildOptions{}); err == nil {
+		t.Error("rebuild of slot 6 of 4+2 accepted")
+	}
+	if err := v.MarkLost(-1); err == nil {
+		t.Error("MarkLost(-1) accepted")
+	}
 	v.Close()
+	if _, err := v.Get(ctx, Key{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("get after close: %v", err)
+	}
 	// A member of a volume is not free for another.
 	if _, err := Create(ctx, devs[1:7], testOpts()); !errors.Is(err, ErrInUse) {
 		t.Errorf("drives of a volume reused: %v", err)
