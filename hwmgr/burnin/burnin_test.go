@@ -1,0 +1,248 @@
+package burnin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/stowage/stowage/hwmgr/burnin/target"
+	"github.com/stowage/stowage/hwmgr/label"
+	"github.com/stowage/stowage/hwmgr/lifecycle"
+	"github.com/stowage/stowage/osd/zone"
+)
+
+const testZone = 8 << 20
+
+func TestPatternClassifies(t *testing.T) {
+	b := zone.AlignedBlock(BlockSize)
+	fillBlock(b, 77, 5, fillFor(5))
+	if m, ok := checkBlock(b, 77, 5, 77*BlockSize); !ok {
+		t.Fatalf("a fresh block fails its check: %s", m)
+	}
+	cases := []struct {
+		name string
+		mut  func(b []byte)
+		lba  uint64
+		want string
+	}{
+		{"bit flip in fill", func(b []byte) { b[1000] ^= 0x10 }, 77, KindCorrupt},
+		{"bit flip in header", func(b []byte) { b[9] ^= 1 }, 77, KindCorrupt},
+		{"block of another LBA", func(b []byte) { fillBlock(b, 78, 5, fillFor(5)) }, 77, KindMisdirected},
+		{"block of another pass", func(b []byte) { fillBlock(b, 77, 4, fillFor(4)) }, 77, KindStale},
+		{"zeros", func(b []byte) { clear(b) }, 77, KindMissing},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			x := zone.AlignedBlock(BlockSize)
+			copy(x, b)
+			c.mut(x)
+			m, ok := checkBlock(x, c.lba, 5, int64(c.lba)*BlockSize)
+			if ok || m.Kind != c.want || m.LBA != c.lba {
+				t.Fatalf("got ok=%v %+v, want kind %s at LBA %d", ok, m, c.want, c.lba)
+			}
+		})
+	}
+}
+
+func TestConfigRejectsBadInput(t *testing.T) {
+	for _, c := range []Config{{Share: 1.5}, {Share: -0.1}, {Passes: -1}, {ChunkSize: 1000}, {Resume: label.Task{Kind: "erase"}}} {
+		if err := c.fill(); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
+
+func openLoop(t *testing.T, path string) zone.Device {
+	t.Helper()
+	dev, _, err := target.Open(context.Background(), target.Drive{Path: path, Serial: "S-" + path}, target.SkipList{},
+		target.Request{Action: lifecycle.ActBurnIn}, testZone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	return dev
+}
+
+func TestRegionsSampledDeterministically(t *testing.T) {
+	dev := openLoop(t, newLoop(t, 128<<20))
+	all, err := Regions(context.Background(), dev, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 16 || all[0].Offset != 2*label.RegionSize || all[0].Len != testZone-2*label.RegionSize {
+		t.Fatalf("whole drive: %d regions, first %+v; want 16, the first starting past the 2 MiB label area", len(all), all[0])
+	}
+	a, _ := Regions(context.Background(), dev, 0.25, 42)
+	b, _ := Regions(context.Background(), dev, 0.25, 42)
+	c, _ := Regions(context.Background(), dev, 0.25, 43)
+	if len(a) != 4 || !slices.Equal(a, b) {
+		t.Fatalf("share 0.25 seed 42: %v then %v; want the same 4 regions", a, b)
+	}
+	if slices.Equal(a, c) {
+		t.Logf("seeds 42 and 43 happen to pick the same regions: %v", a)
+	}
+}
+
+// TestFaultsBetweenPasses changes the device between the write and the
+// verify pass and checks the burn-in names the damaged LBA and the kind.
+func TestFaultsBetweenPasses(t *testing.T) {
+	const x, y = int64(5<<20 + 3*BlockSize), int64(20<<20 + 7*BlockSize)
+	cases := []struct {
+		name  string
+		fault func(dev zone.Device) error
+		lba   uint64
+		kind  string
+		found uint64
+	}{
+		{"byte flipped", func(dev zone.Device) error {
+			b := zone.AlignedBlock(BlockSize)
+			if _, err := dev.ReadAt(b, x); err != nil {
+				return err
+			}
+			b[2000] ^= 0x01
+			_, err := dev.WriteAt(b, x)
+			return err
+		}, uint64(x / BlockSize), KindCorrupt, 0},
+		{"misdirected write", func(dev zone.Device) error {
+			b := zone.AlignedBlock(BlockSize)
+			if _, err := dev.ReadAt(b, x); err != nil {
+				return err
+			}
+			_, err := dev.WriteAt(b, y)
+			return err
+		}, uint64(y / BlockSize), KindMisdirected, uint64(x / BlockSize)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := newLoop(t, 64<<20)
+			dev := openLoop(t, path)
+			rep, err := Run(context.Background(), dev, target.Drive{Path: path}, Config{Seed: 9,
+				AfterWrite: func(ctx context.Context, pass int) error { return c.fault(dev) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Pass || rep.MismatchCount != 1 || len(rep.Mismatches) != 1 {
+				t.Fatalf("pass=%v, %d mismatches %+v; want a failure with exactly one", rep.Pass, rep.MismatchCount, rep.Mismatches)
+			}
+			m := rep.Mismatches[0]
+			if m.LBA != c.lba || m.Kind != c.kind || m.FoundLBA != c.found {
+				t.Fatalf("mismatch %+v; want LBA %d kind %s found %d", m, c.lba, c.kind, c.found)
+			}
+			if len(rep.Reasons) == 0 || rep.Reasons[0].Rule != RuleMismatch {
+				t.Fatalf("reasons %+v; want %s first", rep.Reasons, RuleMismatch)
+			}
+		})
+	}
+}
+
+// TestResumeFromCheckpoint cancels a run in its verify pass, then resumes it
+// from the last checkpoint: the resumed run only verifies what the first one
+// wrote, and the label written before the burn-in is intact afterwards.
+func TestResumeFromCheckpoint(t *testing.T) {
+	path := newLoop(t, 64<<20)
+	dev := openLoop(t, path)
+	ctx := context.Background()
+	area, err := label.Open(ctx, dev, label.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := area.Write(ctx, label.Record{State: lifecycle.BurnIn, Serial: "S1"}); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var last label.Task
+	cfg := Config{Seed: 77, Checkpoint: func(ctx context.Context, tk label.Task) error {
+		if _, err := area.Update(ctx, func(r *label.Record) error { r.Task = tk; return nil }); err != nil {
+			return err
+		}
+		last = tk
+		if tk.Step == "verify-1" && tk.Done >= 3*testZone {
+			cancel()
+		}
+		return nil
+	}}
+	rep, err := Run(cctx, dev, target.Drive{Path: path}, cfg)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v; want cancelled", err)
+	}
+	if rep.BytesWritten != 62<<20 {
+		t.Fatalf("first run wrote %d bytes, want the whole drive past the label", rep.BytesWritten)
+	}
+	if err := area.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := area.Current()
+	if rec.Task.Done != last.Done || rec.Task.Step != "verify-1" {
+		t.Fatalf("label task %+v, last checkpoint %+v", rec.Task, last)
+	}
+	cfg.Checkpoint, cfg.Resume = nil, rec.Task
+	rep, err = Run(ctx, dev, target.Drive{Path: path}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Pass || rep.BytesWritten != 0 || rep.BytesRead != 62<<20-int64(rec.Task.Done) {
+		t.Fatalf("resumed: pass=%v wrote %d read %d (reasons %+v); want pass, no writes, %d read",
+			rep.Pass, rep.BytesWritten, rep.BytesRead, rep.Reasons, 62<<20-int64(rec.Task.Done))
+	}
+	area2, err := label.Open(ctx, dev, label.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := area2.Current(); !ok || got.Serial != "S1" || got.State != lifecycle.BurnIn {
+		t.Fatalf("label after burn-in: %+v %v", got, ok)
+	}
+}
+
+// TestBatchFailsThrottledSibling burns in four loop devices of one model in
+// parallel; one is throttled with cgroup blkio to a fraction of the others'
+// speed and must fail the sibling rule, the others pass.
+func TestBatchFailsThrottledSibling(t *testing.T) {
+	var paths []string
+	for range 4 {
+		paths = append(paths, newLoop(t, 64<<20))
+	}
+	throttle(t, paths[2], 16<<20)
+	var mu sync.Mutex
+	last := map[string]Progress{}
+	var jobs []Job
+	for i, p := range paths {
+		jobs = append(jobs, Job{Drive: target.Drive{Path: p, Serial: p, Model: "LOOP64", Controller: []string{"hba0", "hba1"}[i%2]},
+			ZoneSize: testZone, Config: Config{Seed: uint64(i), Share: 0.5, Progress: func(pr Progress) {
+				mu.Lock()
+				last[pr.Path] = pr
+				mu.Unlock()
+			}}})
+	}
+	res := Batch{PerController: 2}.Run(context.Background(), jobs)
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", r.Drive.Path, r.Err)
+		}
+		rep := r.Report
+		t.Logf("%s: pass=%v write %.0f MB/s read %.0f MB/s reasons %v", rep.Path, rep.Pass, rep.WriteBps/1e6, rep.ReadBps/1e6, rep.Reasons)
+		if pr := last[rep.Path]; pr.Done != pr.Total || pr.Total != rep.BytesWritten+rep.BytesRead {
+			t.Errorf("%s: last progress %+v, moved %d bytes", rep.Path, pr, rep.BytesWritten+rep.BytesRead)
+		}
+		if i == 2 {
+			if rep.Pass || !slices.ContainsFunc(rep.Reasons, func(x Reason) bool { return x.Rule == RuleSiblingSlow && x.Fail }) {
+				t.Errorf("throttled %s passed: %+v", rep.Path, rep.Reasons)
+			}
+			continue
+		}
+		if !rep.Pass {
+			t.Errorf("%s failed: %+v", rep.Path, rep.Reasons)
+		}
+		b, err := json.Marshal(rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Report
+		if err := json.Unmarshal(b, &back); err != nil || back.BytesWritten != rep.BytesWritten || len(back.Regions) != 4 {
+			t.Errorf("JSON report round trip: %v %+v", err, back)
+		}
+	}
+}
