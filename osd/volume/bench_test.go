@@ -30,14 +30,16 @@ func cpuTime(b *testing.B) time.Duration {
 	return t
 }
 
-// BenchmarkPutCPU puts 4 MiB blocks into a 4+2 volume on unthrottled
+// BenchmarkCPU puts 4 MiB blocks into a 4+2 volume on unthrottled
 // files with 8 concurrent writers and reports the CPU seconds per GB of
 // user data against the floor measured in the same run: SHA-256 of the
 // block, Reed-Solomon encoding, and CRC32C of every fragment byte, on one
 // goroutine. cpu-limit-ratio = floor / put (1 = no overhead above the
 // floor); user-cpu-limit-ratio leaves out the kernel's CPU time (the
-// O_DIRECT writes and flushes), which the floor does not count.
-func BenchmarkPutCPU(b *testing.B) {
+// O_DIRECT writes and flushes), which the floor does not count. Then
+// every block is read back with 8 readers: get-cpu-limit-ratio against
+// SHA-256 + CRC32C of the data fragments.
+func BenchmarkCPU(b *testing.B) {
 	const (
 		nBlocks   = 96
 		blockSize = 4 << 20
@@ -119,6 +121,38 @@ func BenchmarkPutCPU(b *testing.B) {
 		put := (c2 - c1).Seconds() / (user / 1e9)
 		sys := (s2 - s1).Seconds() / (user / 1e9)
 		wall := time.Since(w1)
+
+		// Reads: the floor is SHA-256 of the block and CRC32C of its k
+		// data fragments; measured the same way.
+		c3 := cpuTime(b)
+		for _, bl := range blocks {
+			sum := sha256.Sum256(bl.data)
+			sink += uint32(sum[0]) + crc32.Checksum(bl.data, tab)
+		}
+		getFloor := (cpuTime(b) - c3).Seconds() / (user / 1e9)
+		c4 := cpuTime(b)
+		i = 0
+		for range writers {
+			wg.Go(func() {
+				for {
+					next.Lock()
+					j := i
+					i++
+					next.Unlock()
+					if j >= len(blocks) {
+						return
+					}
+					if _, err := v.Get(ctx, blocks[j].key); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		get := (cpuTime(b) - c4).Seconds() / (user / 1e9)
+		b.ReportMetric(get, "get-cpu-s/GB")
+		b.ReportMetric(getFloor/get, "get-cpu-limit-ratio")
 		b.StopTimer()
 		if sink == 1 {
 			b.Log("")
