@@ -205,7 +205,7 @@ func TestBatchFailsThrottledSibling(t *testing.T) {
 	for range 4 {
 		paths = append(paths, newLoop(t, 64<<20))
 	}
-	throttle(t, paths[2], 16<<20)
+	throttle(t, 16<<20, paths[2])
 	var mu sync.Mutex
 	last := map[string]Progress{}
 	var jobs []Job

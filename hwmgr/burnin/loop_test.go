@@ -77,32 +77,35 @@ func hashDevice(t testing.TB, path string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// throttle limits reads and writes of the block device at path to bps bytes
-// per second for this whole process, with a cgroup v1 blkio group of its
-// own; the process moves back and the group goes when the test ends.
-func throttle(t testing.TB, path string, bps int64) {
+// throttle limits reads and writes of each block device in paths to bps
+// bytes per second for this whole process, with a cgroup v1 blkio group of
+// its own; the process moves back and the group goes when the test ends.
+func throttle(t testing.TB, bps int64, paths ...string) {
 	t.Helper()
 	root := "/sys/fs/cgroup/blkio"
 	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
 		t.Fatalf("cgroup v1 blkio not mounted at %s: %v", root, err)
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
 	home, err := blkioCgroup()
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := filepath.Join(root, fmt.Sprintf("stowage-burnin-%d-%s", os.Getpid(), filepath.Base(path)))
+	g := filepath.Join(root, fmt.Sprintf("stowage-burnin-%d-%s", os.Getpid(), filepath.Base(paths[0])))
 	if err := os.Mkdir(g, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rule := fmt.Sprintf("%d:%d %d", unix.Major(st.Rdev), unix.Minor(st.Rdev), bps)
-	for _, f := range []string{"blkio.throttle.write_bps_device", "blkio.throttle.read_bps_device"} {
-		if err := os.WriteFile(filepath.Join(g, f), []byte(rule), 0); err != nil {
+	for _, path := range paths {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
 			os.Remove(g)
-			t.Fatalf("%s: %v", f, err)
+			t.Fatal(err)
+		}
+		rule := fmt.Sprintf("%d:%d %d", unix.Major(st.Rdev), unix.Minor(st.Rdev), bps)
+		for _, f := range []string{"blkio.throttle.write_bps_device", "blkio.throttle.read_bps_device"} {
+			if err := os.WriteFile(filepath.Join(g, f), []byte(rule), 0); err != nil {
+				os.Remove(g)
+				t.Fatalf("%s: %v", f, err)
+			}
 		}
 	}
 	pid := []byte(fmt.Sprint(os.Getpid()))

@@ -1,0 +1,139 @@
+package erase
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// needRoot skips a loop-device test when it cannot run, unless CI is set.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 && os.Getenv("CI") == "" {
+		t.Skip("loop devices need root (CI unset): run as root to exercise real devices")
+	}
+}
+
+// newLoop makes a loop device of size bytes (direct I/O on) over a
+// pre-written backing file and detaches it when the test ends.
+func newLoop(t testing.TB, size int64, flags ...string) string {
+	t.Helper()
+	needRoot(t)
+	f, err := os.CreateTemp("/var/tmp", "stowage-erase-*.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(f.Name()) })
+	// Pre-written, not fallocated: O_DIRECT into unwritten extents crawls.
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = 0xa5
+	}
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if _, err := f.Write(buf[:min(int64(len(buf)), size-off)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--find", "--show", "--direct-io=on"}, flags...)
+	out, err := exec.Command("losetup", append(args, f.Name())...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
+		}
+	})
+	return dev
+}
+
+// hashDevice returns the SHA-256 of every byte of the device.
+func hashDevice(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0); err != nil {
+		t.Fatalf("BLKFLSBUF %s: %v", path, err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// throttle limits reads and writes of each block device in paths to bps
+// bytes per second for this whole process, with a cgroup v1 blkio group of
+// its own; the process moves back and the group goes when the test ends.
+func throttle(t testing.TB, bps int64, paths ...string) {
+	t.Helper()
+	root := "/sys/fs/cgroup/blkio"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
+		t.Fatalf("cgroup v1 blkio not mounted at %s: %v", root, err)
+	}
+	home, err := blkioCgroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := filepath.Join(root, fmt.Sprintf("stowage-erase-%d-%s", os.Getpid(), filepath.Base(paths[0])))
+	if err := os.Mkdir(g, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range paths {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			os.Remove(g)
+			t.Fatal(err)
+		}
+		rule := fmt.Sprintf("%d:%d %d", unix.Major(st.Rdev), unix.Minor(st.Rdev), bps)
+		for _, f := range []string{"blkio.throttle.write_bps_device", "blkio.throttle.read_bps_device"} {
+			if err := os.WriteFile(filepath.Join(g, f), []byte(rule), 0); err != nil {
+				os.Remove(g)
+				t.Fatalf("%s: %v", f, err)
+			}
+		}
+	}
+	pid := []byte(fmt.Sprint(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(g, "cgroup.procs"), pid, 0); err != nil {
+		os.Remove(g)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(filepath.Join(root, home, "cgroup.procs"), pid, 0); err != nil {
+			t.Errorf("moving back to blkio %s: %v", home, err)
+		}
+		if err := os.Remove(g); err != nil {
+			t.Errorf("removing %s: %v", g, err)
+		}
+	})
+}
+
+// blkioCgroup returns this process's blkio cgroup path.
+func blkioCgroup() (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		p := strings.SplitN(l, ":", 3)
+		if len(p) == 3 && strings.Contains(","+p[1]+",", ",blkio,") {
+			return p[2], nil
+		}
+	}
+	return "/", nil
+}
