@@ -122,20 +122,22 @@ const kernelLogLines = 40
 // printKernelLog prints the last n kernel log messages (all levels, which
 // "quiet" keeps off the console), each prefixed "dmesg: ".
 func printKernelLog(out io.Writer, n int) {
-	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|unix.O_NONBLOCK, 0)
+	// Raw syscalls: an *os.File would park a non-blocking read at the end
+	// of the log in the poller instead of returning EAGAIN.
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	var tail []string
 	buf := make([]byte, 8192) // one record per read
 	for {
-		k, err := f.Read(buf)
-		if err != nil {
-			if errors.Is(err, unix.EPIPE) { // records overwritten: go on
-				continue
-			}
-			break // EAGAIN: the end
+		k, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.EINTR) {
+			continue // records overwritten while reading, or a signal: go on
+		}
+		if err != nil || k <= 0 {
+			break // EAGAIN: the end of the log
 		}
 		if msg, ok := ParseKmsg(string(buf[:k])); ok {
 			tail = append(tail, msg)
