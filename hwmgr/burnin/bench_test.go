@@ -36,15 +36,15 @@ func rawSpeed(tb testing.TB, dev zone.Device, n int64) (w, r float64) {
 	return w, float64(n) / time.Since(t).Seconds()
 }
 
-// BenchmarkBurnIn burns in four loop devices at once, each throttled with
+// BenchmarkBurnIn burns in twelve loop devices at once, each throttled with
 // cgroup blkio to 32 MiB/s (a slow disk), and reports burn-in time at the
 // drive's measured raw write and read speed ÷ the burn-in's real time
 // (worst drive): 1.0 means disk-bound.
 func BenchmarkBurnIn(b *testing.B) {
-	const n = 4
+	const n = 12
 	var paths []string
 	for range n {
-		paths = append(paths, newLoop(b, 80<<20))
+		paths = append(paths, newLoop(b, 64<<20))
 	}
 	throttle(b, 32<<20, paths...)
 	devs := make([]zone.Device, n)
@@ -59,7 +59,7 @@ func BenchmarkBurnIn(b *testing.B) {
 	}
 	var wg sync.WaitGroup
 	for i := range devs {
-		wg.Go(func() { raws[i][0], raws[i][1] = rawSpeed(b, devs[i], 16<<20) })
+		wg.Go(func() { raws[i][0], raws[i][1] = rawSpeed(b, devs[i], 32<<20) })
 	}
 	wg.Wait()
 	for b.Loop() {

@@ -28,14 +28,14 @@ func rawWrite(tb testing.TB, dev zone.Device, n int64) float64 {
 	return float64(n) / time.Since(t).Seconds()
 }
 
-// BenchmarkOverwriteErase erases four loop devices at once, each throttled
+// BenchmarkOverwriteErase erases twelve loop devices at once, each throttled
 // with cgroup blkio to 32 MiB/s, and reports the erase pass's throughput ÷
 // the same drive's raw O_DIRECT write speed (worst drive).
 func BenchmarkOverwriteErase(b *testing.B) {
-	const n = 4
+	const n = 12
 	var paths []string
 	for range n {
-		paths = append(paths, newLoop(b, 80<<20))
+		paths = append(paths, newLoop(b, 64<<20))
 	}
 	throttle(b, 32<<20, paths...)
 	devs := make([]zone.Device, n)
@@ -50,7 +50,7 @@ func BenchmarkOverwriteErase(b *testing.B) {
 	}
 	var wg sync.WaitGroup
 	for i := range devs {
-		wg.Go(func() { raws[i] = rawWrite(b, devs[i], 16<<20) })
+		wg.Go(func() { raws[i] = rawWrite(b, devs[i], 32<<20) })
 	}
 	wg.Wait()
 	for b.Loop() {

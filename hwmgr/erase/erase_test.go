@@ -241,3 +241,29 @@ func TestGuardRails(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelAndProgress cancels an erase from its progress callback: the run
+// stops with the context's error, and progress counted up to that point.
+func TestCancelAndProgress(t *testing.T) {
+	path := newLoop(t, 32<<20)
+	dev, _, err := target.Open(context.Background(), target.Drive{Path: path}, target.SkipList{}, target.Request{Action: lifecycle.ActErase}, testZone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var last Progress
+	_, err = Run(ctx, dev, target.Drive{Path: path}, Config{Method: Overwrite{}, Progress: func(p Progress) {
+		last = p
+		if p.Done >= 8<<20 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("%v; want cancelled", err)
+	}
+	if last.Step != "erase" || last.Done != 8<<20 || last.Total <= last.Done {
+		t.Fatalf("last progress %+v", last)
+	}
+}
