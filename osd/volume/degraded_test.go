@@ -59,6 +59,9 @@ func TestLoseRebuildLoseOthers(t *testing.T) {
 	if damage < len(bs) {
 		t.Errorf("%d damaged fragments reported for %d degraded reads", damage, len(bs))
 	}
+	if st := v.Status(); st.Slots[0].ReadErrors < int64(len(bs)) || st.Slots[2].ReadErrors != 0 {
+		t.Errorf("read errors: slot 0 %d (want ≥ %d), slot 2 %d (want 0)", st.Slots[0].ReadErrors, len(bs), st.Slots[2].ReadErrors)
+	}
 	extra := randBlock(rand.New(rand.NewPCG(1, 1)), 1000)
 	if _, err := v.Put(ctx, extra.key, extra.data); err == nil {
 		t.Error("put acknowledged with 2 of 6 drives dead")

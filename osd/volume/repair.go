@@ -525,6 +525,9 @@ type SlotStatus struct {
 	Device string // path, empty when lost
 	Serial string // from the drive's label
 	WWN    string
+	// ReadErrors counts fragment reads of this slot that failed with an
+	// I/O error since Open (the drive, not the data: a hint for hwmgr).
+	ReadErrors int64
 }
 
 // Status describes the volume.
@@ -542,7 +545,7 @@ func (v *Volume) Status() Status {
 	defer v.mu.RUnlock()
 	st := Status{ID: v.layout.Volume, K: v.k, M: v.m, Generation: v.layout.Generation}
 	for i, m := range v.layout.Members {
-		ss := SlotStatus{Slot: i, Drive: m.Drive, State: m.State.String()}
+		ss := SlotStatus{Slot: i, Drive: m.Drive, State: m.State.String(), ReadErrors: v.ioErrors[i].Load()}
 		if s := v.slots[i]; s == nil {
 			ss.State = "lost"
 		} else {

@@ -21,6 +21,8 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/klauspost/reedsolomon"
 
@@ -136,6 +138,7 @@ type Volume struct {
 	closed     bool
 
 	keyLocks [256]sync.Mutex
+	ioErrors [MaxK + MaxM]atomic.Int64 // failed fragment reads per slot
 	// bufs recycles Put's fragment buffers of large blocks (the engine
 	// copies what it writes, so a buffer is free once PutMeta returns).
 	bufs sync.Pool
@@ -591,14 +594,23 @@ func (v *Volume) fetch(ctx context.Context, slots []*slot, key Key, idx []int, f
 			b, meta, err := slots[i].eng.GetMeta(ctx, fragID(key, i))
 			fr[i].data, fr[i].meta, fr[i].err = b, meta, err
 			var ce *engine.CorruptionError
+			var errno syscall.Errno
 			switch {
 			case err == nil:
 			case errors.Is(err, engine.ErrNotFound):
 				fr[i].kind = Missing
+			case errors.As(err, &errno) && ctx.Err() == nil:
+				// The engine wraps a failed device read in a
+				// CorruptionError too; an errno means the drive.
+				fr[i].kind = IOError
+				v.ioErrors[i].Add(1)
 			case errors.As(err, &ce):
 				fr[i].kind = Corrupt
+			case ctx.Err() != nil:
+				fr[i].kind = IOError // the caller gave up; not the drive's fault
 			default:
 				fr[i].kind = IOError
+				v.ioErrors[i].Add(1)
 			}
 		})
 	}
