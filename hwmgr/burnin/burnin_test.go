@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -246,5 +247,50 @@ func TestBatchFailsThrottledSibling(t *testing.T) {
 		if err := json.Unmarshal(b, &back); err != nil || back.BytesWritten != rep.BytesWritten || len(back.Regions) != 2 {
 			t.Errorf("JSON report round trip: %v %+v", err, back)
 		}
+	}
+}
+
+// TestLostWriteCaught puts the pass-1 block back at LBA X after pass 2 (a
+// write the drive acknowledged but never made): verify-2 names it stale.
+func TestLostWriteCaught(t *testing.T) {
+	const x = int64(9<<20 + 5*BlockSize)
+	path := newLoop(t, 32<<20)
+	dev := openLoop(t, path)
+	saved := zone.AlignedBlock(BlockSize)
+	rep, err := Run(context.Background(), dev, target.Drive{Path: path}, Config{Passes: 2, Seed: 3,
+		AfterWrite: func(ctx context.Context, pass int) error {
+			if pass == 1 {
+				_, err := dev.ReadAt(saved, x)
+				return err
+			}
+			_, err := dev.WriteAt(saved, x)
+			return err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pass || rep.MismatchCount != 1 || rep.Mismatches[0].Kind != KindStale || rep.Mismatches[0].LBA != uint64(x/BlockSize) ||
+		rep.Mismatches[0].FoundPass != passID(3, 1) {
+		t.Fatalf("pass=%v mismatches %+v", rep.Pass, rep.Mismatches)
+	}
+}
+
+// TestIOErrorFailsDrive: a write error injected by zone.Faulty at a known
+// offset fails the drive with an io-error reason naming the offset, and no
+// verify pass runs.
+func TestIOErrorFailsDrive(t *testing.T) {
+	path := newLoop(t, 32<<20)
+	const bad = int64(20 << 20)
+	f, err := zone.NewFaulty(openLoop(t, path), 1, zone.Rule{Ops: zone.OpWrite, From: bad, To: bad + BlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), f, target.Drive{Path: path}, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pass || len(rep.Reasons) != 1 || rep.Reasons[0].Rule != RuleIOError || rep.BytesRead != 0 ||
+		!strings.Contains(rep.Reasons[0].Message, "offset 20971520") {
+		t.Fatalf("pass=%v read %d reasons %+v", rep.Pass, rep.BytesRead, rep.Reasons)
 	}
 }
