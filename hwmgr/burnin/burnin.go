@@ -545,3 +545,29 @@ func median(v []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// UpdateLabel records a finished burn-in in the drive's label: it clears the
+// Task (the checkpoint) and appends a burn-in history entry with the result
+// and the first reasons. The daemon then applies lifecycle.ActBurnInPass or
+// ActBurnInFail with label.Area.Apply.
+func UpdateLabel(ctx context.Context, a *label.Area, rep *Report) (label.Record, error) {
+	return a.Update(ctx, func(r *label.Record) error {
+		res := label.ResultFail
+		detail := fmt.Sprintf("%d B written, %d B read, %.0f/%.0f B/s", rep.BytesWritten, rep.BytesRead, rep.WriteBps, rep.ReadBps)
+		if rep.Pass {
+			res = label.ResultPass
+		}
+		for _, x := range rep.Reasons {
+			if x.Fail {
+				detail = x.Rule + ": " + x.Message
+				break
+			}
+		}
+		if len(detail) > label.MaxDetailLen {
+			detail = detail[:label.MaxDetailLen]
+		}
+		r.Task = label.Task{}
+		r.AddEntry(label.Entry{Time: rep.Finished, Kind: label.KindBurnIn, Result: res, Actor: "burnin", Detail: detail})
+		return nil
+	})
+}

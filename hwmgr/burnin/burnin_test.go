@@ -196,6 +196,13 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	if got, ok := area2.Current(); !ok || got.Serial != "S1" || got.State != lifecycle.BurnIn {
 		t.Fatalf("label after burn-in: %+v %v", got, ok)
 	}
+	got, err := UpdateLabel(ctx, area2, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := got.History[len(got.History)-1]; got.Task != (label.Task{}) || last.Kind != label.KindBurnIn || last.Result != label.ResultPass {
+		t.Fatalf("label after UpdateLabel: task %+v, last entry %+v", got.Task, last)
+	}
 }
 
 // TestBatchFailsThrottledSibling burns in four loop devices of one model in
