@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stowage/stowage/hwmgr/burnin/target"
@@ -265,5 +266,31 @@ func TestCancelAndProgress(t *testing.T) {
 	}
 	if last.Step != "erase" || last.Done != 8<<20 || last.Total <= last.Done {
 		t.Fatalf("last progress %+v", last)
+	}
+}
+
+func TestBadConfigRefused(t *testing.T) {
+	m, err := zone.NewMem(zone.MemOptions{Kind: zone.KindFile, ZoneSize: 4 << 20, NumZones: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for name, cfg := range map[string]Config{
+		"no method":        {},
+		"3-byte pattern":   {Method: Overwrite{Pattern: []byte{1, 2, 3}}},
+		"odd chunk":        {Method: Overwrite{ChunkSize: 1000}},
+		"negative markers": {Method: Overwrite{}, Markers: -1},
+		"share above 1":    {Method: Overwrite{}, VerifyShare: 2},
+	} {
+		if _, err := Run(ctx, m, target.Drive{}, cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	tiny, err := zone.NewMem(zone.MemOptions{Kind: zone.KindFile, ZoneSize: 1 << 20, NumZones: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, tiny, target.Drive{}, Config{Method: Overwrite{}}); err == nil || !strings.Contains(err.Error(), "no data area") {
+		t.Errorf("2 MiB device (all label area): %v", err)
 	}
 }
