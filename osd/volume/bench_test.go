@@ -153,6 +153,22 @@ func BenchmarkCPU(b *testing.B) {
 		get := (cpuTime(b) - c4).Seconds() / (user / 1e9)
 		b.ReportMetric(get, "get-cpu-s/GB")
 		b.ReportMetric(getFloor/get, "get-cpu-limit-ratio")
+
+		// Rebuild slot 0 onto a spare file: the spare's bytes per second.
+		spare, err := zone.OpenEmulated(zeroFile(b, dir, "spare", 192<<20), zone.EmulatedOptions{ZoneSize: 4 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := v.MarkLost(0); err != nil {
+			b.Fatal(err)
+		}
+		w5 := time.Now()
+		res, err := v.Rebuild(ctx, 0, spare, RebuildOptions{})
+		if err != nil || res.Written != nBlocks {
+			b.Fatalf("rebuild: %+v %v", res, err)
+		}
+		b.ReportMetric(float64(nBlocks*blockSize/4)/time.Since(w5).Seconds()/1e6, "rebuild-MB/s")
+		devs = append(devs, spare)
 		b.StopTimer()
 		if sink == 1 {
 			b.Log("")

@@ -297,14 +297,29 @@ func (v *Volume) rebuildKey(ctx context.Context, key Key, slotIdx int) (byte, in
 	if has, err := e.Has(ctx, fragID(key, slotIdx)); err == nil && has {
 		return 'p', 0, nil
 	}
-	r, err := v.readBlock(ctx, slots, key, true)
+	// The data fragments (reconstructed where needed) and the block's
+	// SHA-256 are enough: a parity fragment is encoded from them. Reading
+	// only what is needed keeps the other drives' load at k fragments.
+	r, err := v.readBlock(ctx, slots, key, false)
 	if errors.Is(err, ErrNotFound) {
 		return 'g', 0, nil
 	}
 	if err != nil {
 		return 'f', 0, err
 	}
-	if err := e.PutMeta(ctx, fragID(key, slotIdx), uint32(r.size), r.shards[slotIdx]); err != nil {
+	frag := r.shards[slotIdx]
+	if slotIdx >= v.k {
+		sh := make([][]byte, v.k+v.m)
+		copy(sh, r.shards[:v.k])
+		for i := v.k; i < len(sh); i++ {
+			sh[i] = make([]byte, len(sh[0]))
+		}
+		if err := v.enc.Encode(sh); err != nil {
+			return 'f', r.bytes, fmt.Errorf("volume: encode: %w", err)
+		}
+		frag = sh[slotIdx]
+	}
+	if err := e.PutMeta(ctx, fragID(key, slotIdx), uint32(r.size), frag); err != nil {
 		return 'f', r.bytes, err
 	}
 	return 'w', r.bytes, nil
