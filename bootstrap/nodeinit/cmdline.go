@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,10 @@ type Config struct {
 	Modules []string
 	// Hostname of the node. Key stowage.hostname.
 	Hostname string
+	// ConfigURL, when set, is fetched once the network is up: an
+	// http(s) document of stowage.* words (same syntax as the command
+	// line) applied over this config. Key stowage.config_url.
+	ConfigURL string
 }
 
 // DefaultConfig is the configuration with no stowage.* key.
@@ -41,7 +46,7 @@ func DefaultConfig() Config {
 // Keys lists the stowage.* keys the command line may hold.
 var keys = []string{
 	"stowage.net", "stowage.dhcp.timeout", "stowage.hwmgr.listen", "stowage.token",
-	"stowage.read_token", "stowage.rescue", "stowage.modules", "stowage.hostname",
+	"stowage.read_token", "stowage.rescue", "stowage.modules", "stowage.hostname", "stowage.config_url",
 }
 
 // SplitCmdline splits a kernel command line into words the way the kernel
@@ -77,12 +82,17 @@ func SplitCmdline(s string) []string {
 // joined; the returned Config keeps the default for each of them, so the
 // node still boots.
 func ParseCmdline(cmdline string) (Config, error) {
-	c := DefaultConfig()
+	return DefaultConfig().Apply(cmdline)
+}
+
+// Apply reads the stowage.* words of text over c, like ParseCmdline does
+// over the defaults: a bad key or value is reported and leaves c's value.
+func (c Config) Apply(text string) (Config, error) {
 	var errs []error
 	bad := func(key, val, why string) {
 		errs = append(errs, fmt.Errorf("kernel command line: %s=%q: %s", key, val, why))
 	}
-	for _, w := range SplitCmdline(cmdline) {
+	for _, w := range SplitCmdline(text) {
 		key, val, hasVal := strings.Cut(w, "=")
 		if !strings.HasPrefix(key, "stowage.") {
 			continue
@@ -142,6 +152,13 @@ func ParseCmdline(cmdline string) (Config, error) {
 				continue
 			}
 			c.Hostname = val
+		case "stowage.config_url":
+			u, err := url.Parse(val)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(key, val, "want an http:// or https:// URL")
+				continue
+			}
+			c.ConfigURL = val
 		default:
 			errs = append(errs, fmt.Errorf("kernel command line: unknown key %q (known: %s)", key, strings.Join(keys, ", ")))
 		}
@@ -167,6 +184,9 @@ func (c Config) Cmdline() string {
 	}
 	if len(c.Modules) > 0 {
 		w = append(w, "stowage.modules="+strings.Join(c.Modules, ","))
+	}
+	if c.ConfigURL != "" {
+		w = append(w, `"stowage.config_url=`+c.ConfigURL+`"`)
 	}
 	return strings.Join(w, " ")
 }

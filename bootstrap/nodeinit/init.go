@@ -212,8 +212,10 @@ func (in *Init) Run(ctx context.Context) (err error) {
 		problem(err.Error())
 	}
 	netDone := make(chan struct{})
+	netCfg := cfg // the goroutine's own copy: cfg may change below
 	in.Go("network", func() {
 		defer close(netDone)
+		cfg := netCfg
 		if cfg.Net != "dhcp" {
 			in.log.Info("network: stowage.net=none, not configuring")
 			return
@@ -247,6 +249,34 @@ func (in *Init) Run(ctx context.Context) (err error) {
 		}
 		in.log.Info("network configured", "interfaces", strings.Join(ifs, ","))
 	})
+
+	if cfg.ConfigURL != "" {
+		// The daemons start with the fetched config, so wait for the
+		// network (bounded) and the document first.
+		select {
+		case <-netDone:
+		case <-time.After(cfg.DHCPTimeout + 5*time.Second):
+		}
+		next, err := FetchConfig(ctx, cfg, 15*time.Second)
+		if err != nil {
+			for _, e := range strings.Split(err.Error(), "\n") {
+				problem(e)
+			}
+		} else {
+			in.log.Info("config fetched", "url", cfg.ConfigURL)
+		}
+		if next.Hostname != cfg.Hostname {
+			if err := unix.Sethostname([]byte(next.Hostname)); err != nil {
+				problem(fmt.Sprintf("sethostname %q: %v", next.Hostname, err))
+			}
+		}
+		if more, err := ml.LoadAll(ctx, next.Modules); err != nil {
+			problem(fmt.Sprintf("some modules did not load: %v", strings.ReplaceAll(err.Error(), "\n", "; ")))
+		} else if len(more) > 0 {
+			in.log.Info("modules loaded", "count", len(more), "modules", strings.Join(more, ","))
+		}
+		cfg = next
+	}
 
 	var wg sync.WaitGroup
 	if err := in.startHwmgr(ctx, cfg, &wg); err != nil {
