@@ -136,13 +136,35 @@ func Check(ctx context.Context, d Drive, skip SkipList, req Request) (Inspection
 	if err != nil {
 		return in, fmt.Errorf("target: %s: %w", d.Path, os.NewSyscallError("ioctl(BLKGETSIZE64)", err))
 	}
-	rep, err := foreign.Detect(f, int64(size), foreign.Options{})
-	if err != nil {
-		return in, fmt.Errorf("target: %s: foreign signatures: %w", d.Path, err)
-	}
-	rec, ok, err := readLabel(ctx, f, d.Path)
+	zoned, err := isZoned(d.Path)
 	if err != nil {
 		return in, err
+	}
+	var (
+		rec   label.Record
+		ok    bool
+		fopts foreign.Options
+	)
+	if zoned {
+		// The label's second region is zone 1: read it through the zoned
+		// device (opened, never written: every write path is refused).
+		zd, err := zone.OpenZoned(d.Path, zone.ZonedOptions{})
+		if err != nil {
+			return in, fmt.Errorf("target: %s: %w", d.Path, err)
+		}
+		defer zd.Close()
+		fopts.LabelOffsets = []int64{zd.Info().ZoneSize}
+		a, err := label.OpenZoned(ctx, readOnlyZoned{readOnly{f}, zd}, label.Options{Name: d.Path})
+		if err != nil {
+			return in, fmt.Errorf("target: %s: label: %w", d.Path, err)
+		}
+		rec, ok = a.Current()
+	} else if rec, ok, err = readLabel(ctx, f, d.Path); err != nil {
+		return in, err
+	}
+	rep, err := foreign.Detect(f, int64(size), fopts)
+	if err != nil {
+		return in, fmt.Errorf("target: %s: foreign signatures: %w", d.Path, err)
 	}
 	var st0 lifecycle.State
 	if ok {
@@ -180,6 +202,40 @@ func (r readOnly) WriteAt(p []byte, off int64) (int, error) {
 	return 0, fmt.Errorf("target: %s: write at %d refused: opened for inspection only", r.f.Name(), off)
 }
 func (r readOnly) Flush(context.Context) error { return nil }
+
+// readOnlyZoned reads a zoned device's label zones and refuses every change.
+type readOnlyZoned struct {
+	readOnly
+	zd *zone.Zoned
+}
+
+func (r readOnlyZoned) ReportZones(ctx context.Context, first, n int) ([]zone.Zone, error) {
+	return r.zd.ReportZones(ctx, first, n)
+}
+func (r readOnlyZoned) Reset(_ context.Context, i int) error {
+	return fmt.Errorf("target: %s: reset of zone %d refused: opened for inspection only", r.f.Name(), i)
+}
+func (r readOnlyZoned) Finish(_ context.Context, i int) error {
+	return fmt.Errorf("target: %s: finish of zone %d refused: opened for inspection only", r.f.Name(), i)
+}
+
+// isZoned reports whether sysfs says the block device at path is zoned
+// (host-managed or host-aware).
+func isZoned(path string) (bool, error) {
+	dir, err := zone.SysfsDir("", path)
+	if err != nil {
+		return false, fmt.Errorf("target: %s: %w", path, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "queue", "zoned"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // a partition or an old kernel: conventional
+	}
+	if err != nil {
+		return false, fmt.Errorf("target: %s: %w", path, err)
+	}
+	m := strings.TrimSpace(string(b))
+	return m == zone.ModelHostManaged || m == zone.ModelHostAware, nil
+}
 
 // Open runs Check and, when it passes, opens the device for the job with
 // zone.Open (zoned devices keep their zones; conventional ones get emulated
