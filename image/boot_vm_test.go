@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,8 +25,10 @@ import (
 
 // TestVMBoot builds the image, boots it under QEMU (TCG) with an NVMe and
 // a virtio-blk drive and a user-mode NIC forwarding hwmgr's port to the
-// host (and an unknown stowage.* key on the kernel command line), waits
-// for the init's ready banner, checks the bad key is reported, reads
+// host (and an unknown stowage.* key on the kernel command line, and a
+// config URL served from the host that sets the hostname), waits for the
+// init's ready banner, checks the bad key is reported and the fetched
+// hostname applied, reads
 // hwmgr's inventory from the host and finds both drives, then presses the
 // ACPI power button and expects a clean power-off.
 func TestVMBoot(t *testing.T) {
@@ -55,6 +58,18 @@ func TestVMBoot(t *testing.T) {
 	}
 	t.Logf("image built in %s (initramfs %d bytes)", time.Since(t0).Round(time.Second), m.Artifacts[1].Size)
 
+	// The node's config document, served from the host: QEMU's user
+	// network maps 10.0.2.2 to the host's loopback.
+	confSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/node.conf" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, "# from the host\nstowage.hostname=vmboot\n")
+	}))
+	defer confSrv.Close()
+	confURL := "http://10.0.2.2:" + confSrv.URL[strings.LastIndex(confSrv.URL, ":")+1:] + "/node.conf"
+
 	port := freePort(t)
 	vmDir, err := os.MkdirTemp("", "stwboot")
 	if err != nil {
@@ -68,7 +83,7 @@ func TestVMBoot(t *testing.T) {
 	vm, err := qemu.Start(ctx, qemu.Machine{
 		Kernel:  filepath.Join(out, image.KernelFile),
 		Initrd:  filepath.Join(out, image.InitramfsFile),
-		Cmdline: "console=ttyS0 quiet panic=-1 no_timer_check stowage.hostname=vmboot stowage.dhcp.timeout=30s stowage.colour=blue",
+		Cmdline: "console=ttyS0 quiet panic=-1 no_timer_check stowage.hostname=fromcmdline stowage.dhcp.timeout=30s stowage.colour=blue stowage.config_url=" + confURL,
 		Dir:     vmDir,
 		Drives: []qemu.Drive{
 			{Kind: qemu.NVMe, ID: "n0", Serial: "BOOTNVME0", Size: 256 << 20},
