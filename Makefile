@@ -15,7 +15,7 @@ VMTEST_TIMEOUT ?= 40m
 # Every Debian package the project needs, for tests, the image and the lab.
 DEBS := qemu-system-x86 qemu-utils linux-image-amd64 smartmontools fio \
 	ipxe ipxe-qemu ovmf nvme-cli sg3-utils dnsmasq iproute2 cpio kmod \
-	busybox-static gdisk e2fsprogs util-linux
+	busybox-static gdisk e2fsprogs util-linux xz-utils
 
 # Daemons and CLIs, built static for the image.
 CMDS := $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... 2>/dev/null)
