@@ -165,6 +165,7 @@ func TestBuildReproducible(t *testing.T) {
 	defer cancel()
 	epoch := int64(1700000000)
 	var sums [2]map[string]string
+	var contents [2]map[string]string
 	for i := range sums {
 		out := t.TempDir()
 		start := time.Now()
@@ -200,6 +201,10 @@ func TestBuildReproducible(t *testing.T) {
 		if err := json.Unmarshal(mb, &back); err != nil {
 			t.Fatal(err)
 		}
+		contents[i] = map[string]string{}
+		for _, a := range back.Contents {
+			contents[i][a.Name] = a.SHA256
+		}
 		for _, want := range []string{"/init", "/bin/hwmgr", "/bin/bb", "/usr/sbin/smartctl"} {
 			if !slices.ContainsFunc(back.Contents, func(a Artifact) bool { return a.Name == want }) {
 				t.Errorf("manifest contents lack %s", want)
@@ -214,6 +219,13 @@ func TestBuildReproducible(t *testing.T) {
 	for name, s := range sums[0] {
 		if sums[1][name] != s {
 			t.Errorf("%s differs between two builds: %s vs %s", name, s, sums[1][name])
+		}
+	}
+	// Name the files inside that differ: in a shared working tree, a
+	// source edited between the two builds shows up here (init, hwmgr).
+	for name, s := range contents[0] {
+		if contents[1][name] != s {
+			t.Errorf("initramfs file %s differs between the builds", name)
 		}
 	}
 	t.Logf("two builds, identical: %v", sums[0])
