@@ -44,6 +44,10 @@ build: ## build every daemon and CLI into out/ (static)
 	@if [ -n "$(CMDS)" ]; then CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/ $(CMDS); fi
 	@ls $(OUT)/bin
 
+.PHONY: image
+image: ## build the bootable image into out/image (vmlinuz, initramfs, boot.ipxe, manifest.json)
+	$(GO) run ./image/cmd/mkimage -out $(OUT)/image
+
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck (fails on any finding)
 	@bad=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
