@@ -9,6 +9,7 @@ import (
 	"github.com/stowage/stowage/hwmgr/burnin/target"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // rawSpeed measures plain O_DIRECT sequential writes and reads of n bytes
@@ -44,9 +45,9 @@ func BenchmarkBurnIn(b *testing.B) {
 	const n = 12
 	var paths []string
 	for range n {
-		paths = append(paths, newLoop(b, 64<<20))
+		paths = append(paths, loopdev.New(b, 64<<20))
 	}
-	throttle(b, 32<<20, paths...)
+	loopdev.Throttle(b, 32<<20, paths...)
 	devs := make([]zone.Device, n)
 	raws := make([][2]float64, n)
 	for i, p := range paths {

@@ -13,6 +13,7 @@ import (
 	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 const testZone = 8 << 20
@@ -68,7 +69,7 @@ func openLoop(t *testing.T, path string) zone.Device {
 }
 
 func TestRegionsSampledDeterministically(t *testing.T) {
-	dev := openLoop(t, newLoop(t, 128<<20))
+	dev := openLoop(t, loopdev.New(t, 128<<20))
 	all, err := Regions(context.Background(), dev, 1, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func TestFaultsBetweenPasses(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			path := newLoop(t, 64<<20)
+			path := loopdev.New(t, 64<<20)
 			dev := openLoop(t, path)
 			rep, err := Run(context.Background(), dev, target.Drive{Path: path}, Config{Seed: 9,
 				AfterWrite: func(ctx context.Context, pass int) error { return c.fault(dev) }})
@@ -143,7 +144,7 @@ func TestFaultsBetweenPasses(t *testing.T) {
 // from the last checkpoint: the resumed run only verifies what the first one
 // wrote, and the label written before the burn-in is intact afterwards.
 func TestResumeFromCheckpoint(t *testing.T) {
-	path := newLoop(t, 64<<20)
+	path := loopdev.New(t, 64<<20)
 	dev := openLoop(t, path)
 	ctx := context.Background()
 	area, err := label.Open(ctx, dev, label.Options{})
@@ -211,9 +212,9 @@ func TestResumeFromCheckpoint(t *testing.T) {
 func TestBatchFailsThrottledSibling(t *testing.T) {
 	var paths []string
 	for range 4 {
-		paths = append(paths, newLoop(t, 64<<20))
+		paths = append(paths, loopdev.New(t, 64<<20))
 	}
-	throttle(t, 8<<20, paths[2])
+	loopdev.Throttle(t, 8<<20, paths[2])
 	var mu sync.Mutex
 	last := map[string]Progress{}
 	var jobs []Job
@@ -261,7 +262,7 @@ func TestBatchFailsThrottledSibling(t *testing.T) {
 // write the drive acknowledged but never made): verify-2 names it stale.
 func TestLostWriteCaught(t *testing.T) {
 	const x = int64(9<<20 + 5*BlockSize)
-	path := newLoop(t, 32<<20)
+	path := loopdev.New(t, 32<<20)
 	dev := openLoop(t, path)
 	saved := zone.AlignedBlock(BlockSize)
 	rep, err := Run(context.Background(), dev, target.Drive{Path: path}, Config{Passes: 2, Seed: 3,
@@ -286,7 +287,7 @@ func TestLostWriteCaught(t *testing.T) {
 // offset fails the drive with an io-error reason naming the offset, and no
 // verify pass runs.
 func TestIOErrorFailsDrive(t *testing.T) {
-	path := newLoop(t, 32<<20)
+	path := loopdev.New(t, 32<<20)
 	const bad = int64(20 << 20)
 	f, err := zone.NewFaulty(openLoop(t, path), 1, zone.Rule{Ops: zone.OpWrite, From: bad, To: bad + BlockSize})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // writeLabel puts a label record on the device at path.
@@ -67,7 +68,7 @@ func TestGuardRails(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			path := newLoop(t, 64<<20)
+			path := loopdev.New(t, 64<<20)
 			if c.prep != nil {
 				c.prep(t, path)
 			}
@@ -75,7 +76,7 @@ func TestGuardRails(t *testing.T) {
 			if c.skip != nil {
 				skip = c.skip(path)
 			}
-			before := hashDevice(t, path)
+			before := loopdev.Hash(t, path)
 			d := target.Drive{Path: path, Serial: serial, WWN: "naa.5000c500abcdef01", Model: "LOOP"}
 			job := []Job{{Drive: d, ZoneSize: testZone, Config: Config{Share: 0.2}}}
 			res := Batch{Skip: skip}.Run(context.Background(), job)
@@ -89,7 +90,7 @@ func TestGuardRails(t *testing.T) {
 					t.Fatalf("with serial: %v; want %v", res[0].Err, c.want)
 				}
 			}
-			if after := hashDevice(t, path); after != before {
+			if after := loopdev.Hash(t, path); after != before {
 				t.Fatalf("refused drive changed: sha256 %s → %s", before, after)
 			}
 			if c.allowed {
@@ -105,13 +106,13 @@ func TestGuardRails(t *testing.T) {
 		})
 	}
 	t.Run("losetup -r", func(t *testing.T) {
-		path := newLoop(t, 16<<20, "--read-only")
-		before := hashDevice(t, path)
+		path := loopdev.New(t, 16<<20, "--read-only")
+		before := loopdev.Hash(t, path)
 		_, err := target.Check(context.Background(), target.Drive{Path: path}, target.SkipList{}, target.Request{Action: lifecycle.ActErase})
 		if !errors.Is(err, target.ErrReadOnly) {
 			t.Fatalf("read-only loop: %v", err)
 		}
-		if hashDevice(t, path) != before {
+		if loopdev.Hash(t, path) != before {
 			t.Fatal("read-only loop changed")
 		}
 	})

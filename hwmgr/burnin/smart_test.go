@@ -9,6 +9,7 @@ import (
 	"github.com/stowage/stowage/hwmgr/burnin/target"
 	"github.com/stowage/stowage/hwmgr/smart"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // capturedSMART replays a real smartctl capture: the first call returns it
@@ -48,7 +49,7 @@ func TestSMARTDeltaJudged(t *testing.T) {
 		grow uint64
 		pass bool
 	}{{1, true}, {20, false}} {
-		path := newLoop(t, 32<<20)
+		path := loopdev.New(t, 32<<20)
 		dev := openLoop(t, path)
 		src := &capturedSMART{raw: raw, grow: c.grow}
 		rep, err := Run(context.Background(), dev, target.Drive{Path: path}, Config{SMART: src})

@@ -9,6 +9,7 @@ import (
 	"github.com/stowage/stowage/hwmgr/burnin/target"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // rawWrite measures plain O_DIRECT sequential writes of n bytes past the
@@ -35,9 +36,9 @@ func BenchmarkOverwriteErase(b *testing.B) {
 	const n = 12
 	var paths []string
 	for range n {
-		paths = append(paths, newLoop(b, 64<<20))
+		paths = append(paths, loopdev.New(b, 64<<20))
 	}
-	throttle(b, 32<<20, paths...)
+	loopdev.Throttle(b, 32<<20, paths...)
 	devs := make([]zone.Device, n)
 	raws := make([]float64, n)
 	for i, p := range paths {

@@ -12,6 +12,7 @@ import (
 	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 const testZone = 8 << 20
@@ -56,7 +57,7 @@ func checkErased(t *testing.T, path string, labelBefore []byte, pattern []byte) 
 // and with a pattern, one of them holding an OSD owner payload (so its serial
 // is named), and checks every byte past the label area independently.
 func TestParallelOverwriteErase(t *testing.T) {
-	paths := []string{newLoop(t, 64<<20), newLoop(t, 64<<20), newLoop(t, 96<<20)}
+	paths := []string{loopdev.New(t, 64<<20), loopdev.New(t, 64<<20), loopdev.New(t, 96<<20)}
 	writeLabel(t, paths[1], label.Record{State: lifecycle.Drained, Serial: "P1", Owner: "osd", Payload: []byte("sb")})
 	pats := [][]byte{nil, {0xde, 0xad, 0xbe, 0xef}, nil}
 	var heads [][]byte
@@ -114,7 +115,7 @@ func TestParallelOverwriteErase(t *testing.T) {
 // TestVerificationCatchesSurvivors puts data back after the erase (as a
 // drive that ignored writes would) and requires the verification to fail.
 func TestVerificationCatchesSurvivors(t *testing.T) {
-	path := newLoop(t, 64<<20)
+	path := loopdev.New(t, 64<<20)
 	dev, _, err := target.Open(context.Background(), target.Drive{Path: path}, target.SkipList{}, target.Request{Action: lifecycle.ActErase}, testZone)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func TestZoneReset(t *testing.T) {
 	if !rep.Pass || rep.Markers == 0 {
 		t.Fatalf("%+v", rep)
 	}
-	dev, _, err := target.Open(ctx, target.Drive{Path: newLoop(t, 16<<20)}, target.SkipList{}, target.Request{Action: lifecycle.ActErase}, 4<<20)
+	dev, _, err := target.Open(ctx, target.Drive{Path: loopdev.New(t, 16<<20)}, target.SkipList{}, target.Request{Action: lifecycle.ActErase}, 4<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,15 +229,15 @@ func TestGuardRails(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			path := newLoop(t, 32<<20)
+			path := loopdev.New(t, 32<<20)
 			writeLabel(t, path, c.rec)
-			before := hashDevice(t, path)
+			before := loopdev.Hash(t, path)
 			res := Batch{Skip: c.skip, Serials: map[string]string{path: c.ser}}.Run(context.Background(),
 				[]Job{{Drive: target.Drive{Path: path, Serial: "G1"}, ZoneSize: testZone, Config: Config{Method: Overwrite{}}}})
 			if !errors.Is(res[0].Err, c.want) {
 				t.Fatalf("%v; want %v", res[0].Err, c.want)
 			}
-			if after := hashDevice(t, path); after != before {
+			if after := loopdev.Hash(t, path); after != before {
 				t.Fatalf("refused drive changed: %s → %s", before, after)
 			}
 		})
@@ -246,7 +247,7 @@ func TestGuardRails(t *testing.T) {
 // TestCancelAndProgress cancels an erase from its progress callback: the run
 // stops with the context's error, and progress counted up to that point.
 func TestCancelAndProgress(t *testing.T) {
-	path := newLoop(t, 32<<20)
+	path := loopdev.New(t, 32<<20)
 	dev, _, err := target.Open(context.Background(), target.Drive{Path: path}, target.SkipList{}, target.Request{Action: lifecycle.ActErase}, testZone)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,8 @@
-package burnin
+// Package loopdev gives tests real block devices on the build host: loop
+// devices (direct I/O on) over pre-written backing files, hashing of a
+// device's bytes, and cgroup v1 blkio throttling that makes a loop device
+// as slow as a hard drive. Every helper cleans up when the test ends.
+package loopdev
 
 import (
 	"crypto/sha256"
@@ -14,20 +18,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// needRoot skips a loop-device test when it cannot run, unless CI is set.
-func needRoot(t testing.TB) {
+// NeedRoot skips a loop-device test when it cannot run, unless CI is set.
+func NeedRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 && os.Getenv("CI") == "" {
 		t.Skip("loop devices need root (CI unset): run as root to exercise real devices")
 	}
 }
 
-// newLoop makes a loop device of size bytes (direct I/O on) over a
+// New makes a loop device of size bytes (direct I/O on) over a
 // pre-written backing file and detaches it when the test ends.
-func newLoop(t testing.TB, size int64, flags ...string) string {
+func New(t testing.TB, size int64, flags ...string) string {
 	t.Helper()
-	needRoot(t)
-	f, err := os.CreateTemp("/var/tmp", "stowage-burnin-*.img")
+	NeedRoot(t)
+	f, err := os.CreateTemp("/var/tmp", "stowage-loop-*.img")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +63,8 @@ func newLoop(t testing.TB, size int64, flags ...string) string {
 	return dev
 }
 
-// hashDevice returns the SHA-256 of every byte of the device.
-func hashDevice(t testing.TB, path string) string {
+// Hash returns the SHA-256 of every byte of the device.
+func Hash(t testing.TB, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -77,10 +81,10 @@ func hashDevice(t testing.TB, path string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// throttle limits reads and writes of each block device in paths to bps
+// Throttle limits reads and writes of each block device in paths to bps
 // bytes per second for this whole process, with a cgroup v1 blkio group of
 // its own; the process moves back and the group goes when the test ends.
-func throttle(t testing.TB, bps int64, paths ...string) {
+func Throttle(t testing.TB, bps int64, paths ...string) {
 	t.Helper()
 	root := "/sys/fs/cgroup/blkio"
 	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
@@ -90,7 +94,7 @@ func throttle(t testing.TB, bps int64, paths ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := filepath.Join(root, fmt.Sprintf("stowage-burnin-%d-%s", os.Getpid(), filepath.Base(paths[0])))
+	g := filepath.Join(root, fmt.Sprintf("stowage-loop-%d-%s", os.Getpid(), filepath.Base(paths[0])))
 	if err := os.Mkdir(g, 0o755); err != nil {
 		t.Fatal(err)
 	}
