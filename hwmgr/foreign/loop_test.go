@@ -12,46 +12,15 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
-	"golang.org/x/sys/unix"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 const loopSize = 64 << 20
-
-// loopDevice attaches a fresh zeroed file to a loop device (direct I/O)
-// and detaches it at the end. Needs root; skipped without it unless CI is
-// set, where it fails instead.
-func loopDevice(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "" {
-			t.Skip("loop devices need root (set CI=true to make this a failure)")
-		}
-		t.Fatal("loop devices need root")
-	}
-	f := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(f, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(f, loopSize); err != nil {
-		t.Fatal(err)
-	}
-	dev := strings.TrimSpace(run(t, "losetup", "--find", "--show", "--direct-io=on", f))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			// ENXIO: already detached, by another process on this shared
-			// machine; not this test's failure.
-			if strings.Contains(string(out), "No such device or address") {
-				t.Logf("losetup -d %s: %s", dev, strings.TrimSpace(string(out)))
-				return
-			}
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
-}
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -181,7 +150,7 @@ func TestRealTools(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dev := loopDevice(t)
+			dev := loopdev.Zero(t, loopSize)
 			c.prepare(t, dev)
 			r := detectPath(t, dev)
 			if got := findingsAt(r); !slices.Equal(got, c.want) {

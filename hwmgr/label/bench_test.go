@@ -7,6 +7,7 @@ import (
 
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // BenchmarkLoop measures, on a real loop device with direct I/O, a label
@@ -17,7 +18,7 @@ import (
 // write-limit-ratio and open-limit-ratio are bare time ÷ label time (1 is
 // the limit).
 func BenchmarkLoop(b *testing.B) {
-	dev := loopDevice(b, 8<<20)
+	dev := loopdev.Zero(b, 8<<20)
 	ctx := context.Background()
 	d, err := zone.OpenEmulated(dev, zone.EmulatedOptions{ZoneSize: 1 << 20})
 	if err != nil {

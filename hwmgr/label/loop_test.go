@@ -4,59 +4,20 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
-
-// loopDevice attaches a fresh file of size bytes to a loop device with
-// direct I/O and detaches it when the test ends. Without root (and without
-// CI=true, where it must run) the test is skipped.
-func loopDevice(t testing.TB, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "" {
-			t.Skip("loop devices need root (set CI=true to make this a failure)")
-		}
-		t.Fatal("loop devices need root")
-	}
-	f := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(f, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(f, size); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", "--direct-io=on", f).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			// ENXIO: already detached, by another process on this shared
-			// machine; not this test's failure.
-			if strings.Contains(string(out), "No such device or address") {
-				t.Logf("losetup -d %s: %s", dev, strings.TrimSpace(string(out)))
-				return
-			}
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
-}
 
 // TestLoopDevice writes a label on a real loop device through osd/zone's
 // O_DIRECT emulated device, ping-pongs it twice, tears one record by hand
 // with a raw write of its first block, and reads it all back through a
 // fresh open of the device.
 func TestLoopDevice(t *testing.T) {
-	dev := loopDevice(t, 8<<20)
+	dev := loopdev.Zero(t, 8<<20)
 	ctx := context.Background()
 	open := func() (*zone.Emulated, *Area) {
 		d, err := zone.OpenEmulated(dev, zone.EmulatedOptions{ZoneSize: 1 << 20})

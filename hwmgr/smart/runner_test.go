@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // needSmartctl skips when smartctl is absent, unless CI is set.
@@ -22,31 +24,6 @@ func needSmartctl(t *testing.T) string {
 		t.Skip("smartctl not installed")
 	}
 	return p
-}
-
-// loopDevice attaches a fresh 16 MiB file to a loop device.
-func loopDevice(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("loop devices need root under CI")
-		}
-		t.Skip("loop devices need root")
-	}
-	img := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 16<<20); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "-f", "--show", img).Output()
-	if err != nil {
-		t.Fatalf("losetup: %v", err)
-	}
-	dev := string(out[:len(out)-1])
-	t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
-	return dev
 }
 
 func TestRunnerArgs(t *testing.T) {
@@ -96,7 +73,7 @@ func TestRunnerCommandLine(t *testing.T) {
 // as "asleep", whatever bits the exit code happens to set.
 func TestRunnerStandby(t *testing.T) {
 	path := needSmartctl(t)
-	dev := loopDevice(t)
+	dev := loopdev.Zero(t, 16<<20)
 	for _, code := range []uint8{0, 7} {
 		out, err := Runner{Path: path, StandbyExit: code}.Run(context.Background(), dev, "sat")
 		if err != nil {

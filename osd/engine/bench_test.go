@@ -22,6 +22,7 @@ import (
 
 	"github.com/stowage/stowage/osd/record"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // Benchmarks. Each b.N iteration does a fixed amount of work, so
@@ -34,7 +35,7 @@ const benchZone = 64 << 20 // 4 zones per extent: 256 MiB extents
 // reserved) and an opener that zeroes every extent header first, so each
 // iteration starts from an empty engine.
 func benchDevice(b *testing.B, zones int) (path string, fresh func() *zone.Emulated) {
-	path = loopDevice(b, int64(zones)*benchZone)
+	path = loopdev.Zero(b, int64(zones)*benchZone)
 	fresh = func() *zone.Emulated {
 		d, err := zone.OpenEmulated(path, zone.EmulatedOptions{ZoneSize: benchZone})
 		if err != nil {

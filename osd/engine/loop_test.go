@@ -8,70 +8,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
-
-// loopDevice attaches a fresh, zero-filled file of size bytes as a loop
-// device with direct I/O and returns its path. Without root (or losetup)
-// the test is skipped, unless CI is set: then it fails.
-func loopDevice(t testing.TB, size int64) string {
-	t.Helper()
-	if _, err := exec.LookPath("losetup"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("loop devices need root and losetup (uid %d, losetup: %v)", os.Geteuid(), err)
-		}
-		t.Skipf("loop devices need root and losetup (uid %d); set CI to make this a failure", os.Geteuid())
-	}
-	dir, err := os.MkdirTemp("/var/tmp", "stowage-engine-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	file := filepath.Join(dir, "drive")
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Write real zeros: O_DIRECT into unwritten extents is slow and would
-	// distort the benchmarks that use this too.
-	zero := make([]byte, 1<<20)
-	for off := int64(0); off < size; off += int64(len(zero)) {
-		if _, err := f.Write(zero[:min(int64(len(zero)), size-off)]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Other test binaries attach loop devices at the same time: a lost
-	// race for a free device is retried.
-	var out []byte
-	for try := 0; ; try++ {
-		out, err = exec.Command("losetup", "--find", "--show", "--direct-io=on", file).CombinedOutput()
-		if err == nil {
-			break
-		}
-		if try == 4 {
-			t.Fatalf("losetup: %v: %s", err, out)
-		}
-		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
-}
 
 const loopZoneSize = 1 << 20
 
@@ -88,7 +33,7 @@ func openLoop(t testing.TB, path string) *zone.Emulated {
 }
 
 func TestLoopDevice(t *testing.T) {
-	path := loopDevice(t, 64<<20)
+	path := loopdev.Zero(t, 64<<20)
 	dev := openLoop(t, path)
 	defer dev.Close()
 	runSmallWorkload(t, dev)
@@ -110,7 +55,7 @@ func TestKill9(t *testing.T) {
 	if os.Getenv(childEnv) != "" {
 		t.Skip("in the child")
 	}
-	path := loopDevice(t, 160<<20)
+	path := loopdev.Zero(t, 160<<20)
 	for round := 0; round < 3; round++ {
 		acked, deleted := runChild(t, path, round)
 		dev := openLoop(t, path)

@@ -8,13 +8,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 const (
@@ -74,34 +72,10 @@ func filePaths(t testing.TB, n int) []string {
 // set: then it fails. The devices are detached when the test ends.
 func loopPaths(t testing.TB, n int) []string {
 	t.Helper()
-	if _, err := exec.LookPath("losetup"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("loop devices need root and losetup (uid %d, losetup: %v)", os.Geteuid(), err)
-		}
-		t.Skipf("loop devices need root and losetup (uid %d); set CI to make this a failure", os.Geteuid())
-	}
-	files := filePaths(t, n)
+	loopdev.NeedRoot(t)
 	var devs []string
-	for _, file := range files {
-		var out []byte
-		var err error
-		for try := 0; ; try++ {
-			out, err = exec.Command("losetup", "--find", "--show", "--direct-io=on", file).CombinedOutput()
-			if err == nil {
-				break
-			}
-			if try == 4 {
-				t.Fatalf("losetup: %v: %s", err, out)
-			}
-			time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
-		}
-		dev := strings.TrimSpace(string(out))
-		t.Cleanup(func() {
-			if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-				t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-			}
-		})
-		devs = append(devs, dev)
+	for _, file := range filePaths(t, n) {
+		devs = append(devs, loopdev.Attach(t, file))
 	}
 	return devs
 }

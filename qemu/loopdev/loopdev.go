@@ -14,32 +14,56 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// NeedRoot skips a loop-device test when it cannot run, unless CI is set.
+// NeedRoot skips a loop-device test when it cannot run (not root, or no
+// losetup), unless CI is set: then it fails.
 func NeedRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 && os.Getenv("CI") == "" {
-		t.Skip("loop devices need root (CI unset): run as root to exercise real devices")
+	_, err := exec.LookPath("losetup")
+	if err == nil && os.Geteuid() == 0 {
+		return
 	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("loop devices need root and losetup (uid %d, losetup: %v)", os.Geteuid(), err)
+	}
+	t.Skip("loop devices need root (CI unset): run as root to exercise real devices")
 }
 
-// New makes a loop device of size bytes (direct I/O on) over a
-// pre-written backing file and detaches it when the test ends.
+// New makes a loop device of size bytes over a backing file pre-written
+// with 0xa5 (so that a test sees what a wipe changed) and detaches it when
+// the test ends.
 func New(t testing.TB, size int64, flags ...string) string {
 	t.Helper()
 	NeedRoot(t)
+	return Attach(t, File(t, size, 0xa5), flags...)
+}
+
+// Zero makes a loop device of size bytes over a zero-filled backing file
+// (a blank drive) and detaches it when the test ends.
+func Zero(t testing.TB, size int64, flags ...string) string {
+	t.Helper()
+	NeedRoot(t)
+	return Attach(t, File(t, size, 0), flags...)
+}
+
+// File writes a backing file of size bytes, every byte fill, in /var/tmp
+// (a disk, not tmpfs: O_DIRECT must work) and removes it when the test
+// ends. The bytes are really written, not fallocated: O_DIRECT into
+// unwritten extents crawls and would distort benchmarks.
+func File(t testing.TB, size int64, fill byte) string {
+	t.Helper()
 	f, err := os.CreateTemp("/var/tmp", "stowage-loop-*.img")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(f.Name()) })
-	// Pre-written, not fallocated: O_DIRECT into unwritten extents crawls.
 	buf := make([]byte, 1<<20)
 	for i := range buf {
-		buf[i] = 0xa5
+		buf[i] = fill
 	}
 	for off := int64(0); off < size; off += int64(len(buf)) {
 		if _, err := f.Write(buf[:min(int64(len(buf)), size-off)]); err != nil {
@@ -49,14 +73,37 @@ func New(t testing.TB, size int64, flags ...string) string {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return f.Name()
+}
+
+// Attach attaches file as a loop device with direct I/O on (plus any
+// extra losetup flags, e.g. "-r" or "--sector-size=4096") and detaches it
+// when the test ends. Other test binaries attach loop devices at the same
+// time, so a lost race for a free device is retried; a device that some
+// other process already detached is not this test's failure.
+func Attach(t testing.TB, file string, flags ...string) string {
+	t.Helper()
+	NeedRoot(t)
 	args := append([]string{"--find", "--show", "--direct-io=on"}, flags...)
-	out, err := exec.Command("losetup", append(args, f.Name())...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
+	args = append(args, file)
+	var out []byte
+	var err error
+	for try := 0; ; try++ {
+		if out, err = exec.Command("losetup", args...).CombinedOutput(); err == nil {
+			break
+		}
+		if try == 4 {
+			t.Fatalf("losetup %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() {
 		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			if strings.Contains(string(out), "No such device or address") {
+				t.Logf("losetup -d %s: %s", dev, strings.TrimSpace(string(out)))
+				return
+			}
 			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
 		}
 	})
