@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // needRoot skips when loop devices cannot be made: not root and CI unset.
@@ -35,30 +37,7 @@ func attachLoop(t testing.TB, dir string, size int64) string {
 		t.Fatal(err)
 	}
 	f.Close()
-	out, err := exec.Command("losetup", "--find", "--show", f.Name()).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup --find --show %s: %v: %s", f.Name(), err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { detachLoop(t, dev) })
-	return filepath.Base(dev)
-}
-
-func detachLoop(t testing.TB, dev string) {
-	if !strings.HasPrefix(dev, "/dev/") {
-		dev = "/dev/" + dev
-	}
-	for i := 0; ; i++ {
-		out, err := exec.Command("losetup", "--detach", dev).CombinedOutput()
-		if err == nil || strings.Contains(string(out), "No such device") {
-			return
-		}
-		if i == 20 {
-			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
-			return
-		}
-		time.Sleep(50 * time.Millisecond) // busy right after I/O; bounded retry
-	}
+	return filepath.Base(loopdev.Attach(t, f.Name()))
 }
 
 // TestLoopDiscovery: real loop devices are found with the right size,
@@ -132,7 +111,7 @@ func TestLoopWatch(t *testing.T) {
 	if u.Reason != "uevent" || len(u.Diff.Added) != 1 || u.Diff.Added[0].Name != name || u.Diff.Added[0].SizeBytes != 2<<20 {
 		t.Fatalf("after attaching %s: %s %+v", name, u.Reason, u.Diff)
 	}
-	detachLoop(t, name)
+	loopdev.Detach(t, name)
 	u = recv(t, updates)
 	if u.Reason != "uevent" || len(u.Diff.Removed) != 1 || u.Diff.Removed[0].Name != name || len(u.Drives) != hostDrives {
 		t.Fatalf("after detaching %s: %s %+v", name, u.Reason, u.Diff)

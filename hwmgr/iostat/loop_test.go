@@ -8,10 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // needRoot skips when loop devices cannot be made: not root and CI unset.
@@ -39,25 +40,7 @@ func attachLoop(t testing.TB, dir string, size int64) string {
 // block device); cleanup detaches exactly that device.
 func attachLoopOn(t testing.TB, backing string) string {
 	t.Helper()
-	out, err := exec.Command("losetup", "--find", "--show", "--direct-io=on", backing).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup --find --show %s: %v: %s", backing, err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		for i := 0; ; i++ {
-			out, err := exec.Command("losetup", "--detach", dev).CombinedOutput()
-			if err == nil || strings.Contains(string(out), "No such device") {
-				return
-			}
-			if i == 20 {
-				t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
-				return
-			}
-			time.Sleep(50 * time.Millisecond) // bounded retry while the device is busy
-		}
-	})
-	return filepath.Base(dev)
+	return filepath.Base(loopdev.Attach(t, backing))
 }
 
 // aligned returns an n-byte buffer aligned for O_DIRECT.

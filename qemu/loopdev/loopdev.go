@@ -98,16 +98,30 @@ func Attach(t testing.TB, file string, flags ...string) string {
 		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
 	}
 	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			if strings.Contains(string(out), "No such device or address") {
-				t.Logf("losetup -d %s: %s", dev, strings.TrimSpace(string(out)))
-				return
-			}
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
+	t.Cleanup(func() { Detach(t, dev) })
 	return dev
+}
+
+// Detach detaches the loop device dev ("/dev/loop3" or "loop3"). A device
+// is busy for a moment after I/O, so that is retried (bounded); a device
+// that is already gone, detached by the test or by another process, is
+// not an error.
+func Detach(t testing.TB, dev string) {
+	t.Helper()
+	if !strings.HasPrefix(dev, "/dev/") {
+		dev = "/dev/" + dev
+	}
+	for try := 0; ; try++ {
+		out, err := exec.Command("losetup", "--detach", dev).CombinedOutput()
+		if err == nil || strings.Contains(string(out), "No such device") {
+			return
+		}
+		if try == 20 {
+			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Hash returns the SHA-256 of every byte of the device.
