@@ -2,12 +2,10 @@ package burnin
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync"
 
 	"github.com/stowage/stowage/hwmgr/burnin/target"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
+	"github.com/stowage/stowage/osd/zone"
 )
 
 // DefaultSiblingPct is the default sibling rule: a drive whose write or read
@@ -110,45 +108,28 @@ type Result struct {
 	Err    error
 }
 
-// Run burns in every job in parallel, at most PerController at a time per
-// controller, then applies the sibling rule to the reports.
+// Run burns in every job in parallel through target.Batch (guard rails,
+// open, at most PerController at a time per controller), then applies the
+// sibling rule to the reports.
 func (b Batch) Run(ctx context.Context, jobs []Job) []Result {
-	lim := &target.Limiter{PerKey: b.PerController}
+	specs := make([]target.Spec, len(jobs))
 	res := make([]Result, len(jobs))
-	var wg sync.WaitGroup
 	for i, j := range jobs {
+		specs[i] = target.Spec{Drive: j.Drive, ZoneSize: j.ZoneSize, Serial: b.Serials[j.Drive.Path]}
 		res[i].Drive = j.Drive
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[i].Report, res[i].Err = b.one(ctx, lim, j)
-		}()
 	}
-	wg.Wait()
+	errs := target.Batch{Skip: b.Skip, PerController: b.PerController}.Run(ctx, lifecycle.ActBurnIn, specs,
+		func(ctx context.Context, i int, dev zone.Device) (err error) {
+			res[i].Report, err = Run(ctx, dev, jobs[i].Drive, jobs[i].Config)
+			return err
+		})
 	var reps []*Report
-	for _, r := range res {
-		if r.Err == nil && r.Report != nil {
-			reps = append(reps, r.Report)
+	for i := range res {
+		res[i].Err = errs[i]
+		if res[i].Err == nil && res[i].Report != nil {
+			reps = append(reps, res[i].Report)
 		}
 	}
 	Compare(reps, b.Siblings)
 	return res
-}
-
-func (b Batch) one(ctx context.Context, lim *target.Limiter, j Job) (rep *Report, err error) {
-	release, err := lim.Acquire(ctx, j.Drive.Key())
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	dev, _, err := target.Open(ctx, j.Drive, b.Skip, target.Request{Action: lifecycle.ActBurnIn, Serial: b.Serials[j.Drive.Path]}, j.ZoneSize)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := dev.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("burnin: %s: close: %w", j.Drive.Path, cerr))
-		}
-	}()
-	return Run(ctx, dev, j.Drive, j.Config)
 }

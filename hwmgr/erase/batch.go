@@ -2,12 +2,10 @@ package erase
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync"
 
 	"github.com/stowage/stowage/hwmgr/burnin/target"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
+	"github.com/stowage/stowage/osd/zone"
 )
 
 // Job is one drive of an erase batch.
@@ -31,37 +29,22 @@ type Result struct {
 	Err    error
 }
 
-// Run erases every job in parallel, bounded per controller.
+// Run erases every job in parallel through target.Batch (guard rails,
+// open, bounded per controller).
 func (b Batch) Run(ctx context.Context, jobs []Job) []Result {
-	lim := &target.Limiter{PerKey: b.PerController}
+	specs := make([]target.Spec, len(jobs))
 	res := make([]Result, len(jobs))
-	var wg sync.WaitGroup
 	for i, j := range jobs {
+		specs[i] = target.Spec{Drive: j.Drive, ZoneSize: j.ZoneSize, Serial: b.Serials[j.Drive.Path]}
 		res[i].Drive = j.Drive
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[i].Report, res[i].Err = b.one(ctx, lim, j)
-		}()
 	}
-	wg.Wait()
+	errs := target.Batch{Skip: b.Skip, PerController: b.PerController}.Run(ctx, lifecycle.ActErase, specs,
+		func(ctx context.Context, i int, dev zone.Device) (err error) {
+			res[i].Report, err = Run(ctx, dev, jobs[i].Drive, jobs[i].Config)
+			return err
+		})
+	for i := range res {
+		res[i].Err = errs[i]
+	}
 	return res
-}
-
-func (b Batch) one(ctx context.Context, lim *target.Limiter, j Job) (rep *Report, err error) {
-	release, err := lim.Acquire(ctx, j.Drive.Key())
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	dev, _, err := target.Open(ctx, j.Drive, b.Skip, target.Request{Action: lifecycle.ActErase, Serial: b.Serials[j.Drive.Path]}, j.ZoneSize)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := dev.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("erase: %s: close: %w", j.Drive.Path, cerr))
-		}
-	}()
-	return Run(ctx, dev, j.Drive, j.Config)
 }

@@ -29,7 +29,40 @@ var (
 	// ErrReadOnly: the block device is read-only (blockdev --setro,
 	// losetup -r, a write-protected drive).
 	ErrReadOnly = errors.New("target: device is read-only")
+	// ErrVirtual: the block device is virtual (device-mapper, md, zram,
+	// ram disk, nbd, ...): not a drive, and whatever it maps onto is not
+	// ours to wipe. Loop and null_blk devices are the test lab's drives and
+	// pass here; the daemon refuses them unless told otherwise.
+	ErrVirtual = errors.New("target: device is virtual, not a drive")
 )
+
+// labDevices are the virtual block devices that stand in for drives in
+// tests (loop over a file, null_blk): Check lets them through.
+var labDevices = []string{"loop", "nullb"}
+
+// Virtual reports whether the block device at path is virtual (its sysfs
+// device lies below /sys/devices/virtual) and its kernel name; lab is true
+// for the loop and null_blk devices tests use as drives.
+func Virtual(path string) (virtual, lab bool, name string, err error) {
+	dir, err := zone.SysfsDir("", path)
+	if err != nil {
+		return false, false, "", fmt.Errorf("target: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false, false, "", fmt.Errorf("target: %s: %w", path, err)
+	}
+	name = filepath.Base(real)
+	if !strings.Contains(real, "/devices/virtual/") {
+		return false, false, name, nil
+	}
+	for _, p := range labDevices {
+		if strings.HasPrefix(name, p) {
+			return true, true, name, nil
+		}
+	}
+	return true, false, name, nil
+}
 
 // Drive names the drive a job acts on, as discovery knows it.
 type Drive struct {
@@ -102,7 +135,7 @@ type Inspection struct {
 }
 
 // Check runs every guard rail for req on d, reading the device only: the skip
-// list, the read-only flag, then lifecycle.Guard on the drive's state, owner
+// list, the read-only flag, virtual devices (ErrVirtual), then lifecycle.Guard on the drive's state, owner
 // payload and foreign signatures. It opens nothing for writing, so a refused
 // drive's bytes are unchanged. A nil error means the job may open the device.
 func Check(ctx context.Context, d Drive, skip SkipList, req Request) (Inspection, error) {
@@ -131,6 +164,11 @@ func Check(ctx context.Context, d Drive, skip SkipList, req Request) (Inspection
 	}
 	if ro != 0 {
 		return in, fmt.Errorf("target: %s: %w", d.Path, ErrReadOnly)
+	}
+	if virt, lab, name, err := Virtual(d.Path); err != nil {
+		return in, err
+	} else if virt && !lab {
+		return in, fmt.Errorf("target: %s (%s): %w", d.Path, name, ErrVirtual)
 	}
 	size, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
 	if err != nil {
