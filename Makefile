@@ -48,6 +48,16 @@ build: ## build every daemon and CLI into out/ (static)
 image: ## build the bootable image into out/image (vmlinuz, initramfs, boot.ipxe, manifest.json)
 	$(GO) run ./image/cmd/mkimage -out $(OUT)/image
 
+.PHONY: run
+run: deps ## boot a storage node in QEMU: image (cached), 12 drives in out/drives, APIs on 127.0.0.1:9741/9742
+	$(GO) run ./image/cmd/mkimage -out $(OUT)/image -cache
+	@CGO_ENABLED=0 $(GO) build -o $(OUT)/bin/node ./qemu/cmd/node
+	$(OUT)/bin/node -image $(OUT)/image -drives $(OUT)/drives $(RUNFLAGS)
+
+.PHONY: clean-drives
+clean-drives: ## wipe the drive images `make run` keeps in out/drives
+	rm -rf $(OUT)/drives
+
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck (fails on any finding)
 	@bad=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \

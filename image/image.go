@@ -89,6 +89,10 @@ type Config struct {
 	Go string
 	// Log gets progress; default discards.
 	Log *slog.Logger
+	// Cache skips the build when Out holds an image built from the same
+	// inputs (InputsDigest, recorded in Out/InputsFile) whose artifacts
+	// match its manifest.
+	Cache bool
 }
 
 // Artifact is one file of the image with its size and digest.
@@ -246,6 +250,18 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 		return nil, err
 	}
 	log := c.Log
+	digest := ""
+	if c.Cache {
+		d, err := InputsDigest(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if m, ok := cached(c, d); ok {
+			log.Info("image up to date (same inputs)", "out", c.Out, "inputs", d[:12])
+			return m, nil
+		}
+		digest = d
+	}
 	kernel := filepath.Join(c.BootDir, "vmlinuz-"+c.KernelVersion)
 	modDir := filepath.Join(c.ModulesDir, c.KernelVersion)
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
@@ -279,6 +295,9 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 	must(t.CharDev("/dev/null", 0o666, 1, 3))
 	must(t.HostFile("/init", filepath.Join(bin, "init"), 0o755))
 	must(t.HostFile("/bin/hwmgr", filepath.Join(bin, "hwmgr"), 0o755))
+	if _, err := os.Stat(filepath.Join(bin, "osd")); err == nil {
+		must(t.HostFile("/bin/osd", filepath.Join(bin, "osd"), 0o755))
+	}
 	must(t.HostFile("/bin/bb", bb, 0o755))
 	rescue := slices.Sorted(slices.Values(c.Rescue))
 	for _, cmd := range rescue {
@@ -334,19 +353,28 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 	if err := os.WriteFile(filepath.Join(work, ManifestFile), append(mj, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
+	_ = os.Remove(filepath.Join(c.Out, InputsFile)) // a half-replaced image is no cache hit
 	for _, name := range []string{KernelFile, InitramfsFile, IPXEFile, ManifestFile} {
 		if err := os.Rename(filepath.Join(work, name), filepath.Join(c.Out, name)); err != nil {
+			return nil, fmt.Errorf("image: %w", err)
+		}
+	}
+	if digest != "" {
+		if err := os.WriteFile(filepath.Join(c.Out, InputsFile), []byte(digest+"\n"), 0o644); err != nil {
 			return nil, fmt.Errorf("image: %w", err)
 		}
 	}
 	return m, nil
 }
 
-// goBuild builds our static binaries (init, hwmgr) into dir.
+// goBuild builds our static binaries (init, hwmgr, osd) into dir.
 func (c *Config) goBuild(ctx context.Context, dir string) error {
 	ldflags := "-s -w -buildid= -X main.version=" + c.Version
 	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=" + ldflags, "-o", dir + "/",
 		"./bootstrap/cmd/init", "./hwmgr/cmd/hwmgr"}
+	if _, err := os.Stat(filepath.Join(c.SourceDir, "osd", "cmd", "osd")); err == nil {
+		args = append(args, "./osd/cmd/osd")
+	}
 	return c.run(ctx, c.SourceDir, args...)
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stowage/stowage/image/kmod"
 	"github.com/stowage/stowage/qemu/guest"
 )
 
@@ -52,7 +53,7 @@ type plan struct {
 func (r Initramfs) plan(ctx context.Context) (*plan, error) {
 	p := &plan{files: map[string]string{"/init": r.Init}}
 	if len(r.Modules) > 0 {
-		ix, err := LoadModuleIndex(r.Kernel.ModulesDir)
+		ix, err := kmod.Load(r.Kernel.ModulesDir)
 		if err != nil {
 			return nil, err
 		}
@@ -63,7 +64,7 @@ func (r Initramfs) plan(ctx context.Context) (*plan, error) {
 				return nil, err
 			}
 			for _, name := range order {
-				want := name == ModuleName(m.Name)
+				want := name == kmod.Name(m.Name)
 				if loaded[name] && !(want && m.Params != "") {
 					continue
 				}
@@ -75,7 +76,7 @@ func (r Initramfs) plan(ctx context.Context) (*plan, error) {
 					return nil, fmt.Errorf("module %s: compressed module files (%s) are not supported", name, rel)
 				}
 				gp := guestModuleDir + "/" + name + ".ko"
-				p.files[gp] = filepath.Join(ix.Dir, rel)
+				p.files[gp] = filepath.Join(r.Kernel.ModulesDir, rel)
 				gm := guest.Module{Name: name, Path: gp}
 				if want {
 					gm.Params = m.Params

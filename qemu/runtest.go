@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stowage/stowage/image/kmod"
 	"github.com/stowage/stowage/qemu/guest"
 )
 
@@ -456,7 +457,7 @@ func moduleList(user []Module, drives []Drive) []Module {
 	var out []Module
 	seen := map[string]bool{}
 	add := func(m Module) {
-		n := ModuleName(m.Name)
+		n := kmod.Name(m.Name)
 		if seen[n] && m.Params == "" {
 			return
 		}
@@ -469,7 +470,7 @@ func moduleList(user []Module, drives []Drive) []Module {
 		}
 	}
 	for _, m := range user {
-		if ModuleName(m.Name) == "scsi_debug" {
+		if kmod.Name(m.Name) == "scsi_debug" {
 			add(Module{Name: "sd_mod"})
 			add(Module{Name: "sg"})
 		}

@@ -37,6 +37,13 @@ type Machine struct {
 	Dir string
 	// Console, if set, gets a copy of everything the guest prints.
 	Console io.Writer
+	// Input, if set, is typed into the serial console (QEMU reads it
+	// from a pipe, so a terminal behind it stays in the caller's hands).
+	Input io.Reader
+	// OwnProcessGroup starts QEMU in a process group of its own: a
+	// terminal's Ctrl-C then reaches only the caller, which can power the
+	// guest off cleanly instead of QEMU dying at once.
+	OwnProcessGroup bool
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 	// LockPath is the host-wide lock; default LockPath. Start waits for it
@@ -166,15 +173,35 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 	vm.console = newConsole(m.Console)
 	vm.cmd.Stdout = vm.console
 	vm.cmd.Stderr = &vm.stderr
-	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var inW *os.File
+	if m.Input != nil {
+		// Our own pipe, not exec's copying goroutine: Wait must not wait
+		// for a read from a terminal that may never come.
+		r, w, err := os.Pipe()
+		if err != nil {
+			unlock()
+			vm.removeSockTmp()
+			return nil, fmt.Errorf("qemu: console input: %w", err)
+		}
+		vm.cmd.Stdin, inW = r, w
+		defer r.Close() // QEMU holds its own copy once started
+		go func() { _, _ = io.Copy(w, m.Input) }()
+	}
+	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: m.OwnProcessGroup}
 	vm.Started = time.Now()
 	if err := vm.cmd.Start(); err != nil {
+		if inW != nil {
+			inW.Close()
+		}
 		unlock()
 		vm.removeSockTmp()
 		return nil, fmt.Errorf("qemu: start %s: %w", m.QEMU, err)
 	}
 	go func() {
 		vm.waitErr = vm.cmd.Wait()
+		if inW != nil {
+			inW.Close()
+		}
 		vm.console.close()
 		vm.removeSockTmp()
 		vm.unlock()

@@ -14,6 +14,11 @@ import (
 // boot tests wait for it.
 const ReadyMarker = "STOWAGE-NODE: hwmgr API ready"
 
+// OSDReadyMarker starts the console line the init prints once the OSD's
+// /readyz answers (the OSD opens or forms its volumes first, so it can
+// come after the banner).
+const OSDReadyMarker = "STOWAGE-NODE: osd API ready"
+
 // Drive is one block device as the banner shows it.
 type Drive struct {
 	Name   string // kernel name, e.g. nvme0n1
@@ -28,8 +33,10 @@ type Banner struct {
 	Version, Kernel, Hostname string
 	Addresses                 []string // "eth0 10.0.2.15/24"
 	Drives                    []Drive
-	APIs                      []string // URLs
+	APIs                      []string // hwmgr's URLs
 	Ready                     bool     // hwmgr answered /readyz
+	OSDAPIs                   []string // the OSD's URLs
+	OSDState                  string   // ready, starting, not started: why
 	Problems                  []string // config errors, module failures, ...
 }
 
@@ -59,6 +66,16 @@ func (b Banner) String() string {
 	}
 	if !b.Ready {
 		fmt.Fprintf(&s, " hwmgr:     NOT READY (its output above says why)\n")
+	}
+	for _, u := range b.OSDAPIs {
+		fmt.Fprintf(&s, " OSD API:   %s\n", u)
+	}
+	if b.OSDState != "" {
+		note := ""
+		if b.OSDState == "starting" {
+			note = " (it opens or forms its volumes; a line starting " + OSDReadyMarker + " follows when it answers)"
+		}
+		fmt.Fprintf(&s, " osd:       %s%s\n", b.OSDState, note)
 	}
 	for _, p := range b.Problems {
 		fmt.Fprintf(&s, " problem:   %s\n", p)
@@ -93,7 +110,7 @@ func humanBytes(n int64) string {
 }
 
 // Drives lists the block devices under sysRoot/block, leaving out
-// loop, ram, zram and device-mapper devices, sorted by name.
+// loop, ram, zram, device-mapper, md, sr and nbd devices, sorted by name.
 func Drives(sysRoot string) ([]Drive, error) {
 	ents, err := os.ReadDir(filepath.Join(sysRoot, "block"))
 	if err != nil {
@@ -102,8 +119,7 @@ func Drives(sysRoot string) ([]Drive, error) {
 	var out []Drive
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasPrefix(name, "loop") || strings.HasPrefix(name, "ram") ||
-			strings.HasPrefix(name, "zram") || strings.HasPrefix(name, "dm-") {
+		if skipDevice(name) {
 			continue
 		}
 		dir := filepath.Join(sysRoot, "block", name)
@@ -159,15 +175,20 @@ func Addresses() []string {
 	return out
 }
 
-// APIURLs turns a listen address into the URLs to show: one per address
-// when it listens on all of them.
-func APIURLs(listen string, addrs []string) []string {
+// APIURLs turns hwmgr's listen address into the URLs to show: one per
+// address when it listens on all of them.
+func APIURLs(listen string, addrs []string) []string { return urls(listen, addrs, "/v1/inventory") }
+
+// OSDURLs is APIURLs for the OSD (its status page).
+func OSDURLs(listen string, addrs []string) []string { return urls(listen, addrs, "/v1/status") }
+
+func urls(listen string, addrs []string, path string) []string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil
 	}
 	if host != "" && host != "0.0.0.0" && host != "::" {
-		return []string{"http://" + net.JoinHostPort(host, port) + "/v1/inventory"}
+		return []string{"http://" + net.JoinHostPort(host, port) + path}
 	}
 	var out []string
 	for _, a := range addrs {
@@ -176,8 +197,8 @@ func APIURLs(listen string, addrs []string) []string {
 		if err != nil {
 			continue
 		}
-		out = append(out, "http://"+net.JoinHostPort(ip.String(), port)+"/v1/inventory")
+		out = append(out, "http://"+net.JoinHostPort(ip.String(), port)+path)
 	}
-	out = append(out, "http://"+net.JoinHostPort("127.0.0.1", port)+"/v1/inventory (on the node)")
+	out = append(out, "http://"+net.JoinHostPort("127.0.0.1", port)+path+" (on the node)")
 	return out
 }

@@ -18,6 +18,8 @@ func TestBanner(t *testing.T) {
 			{Name: "vda", Size: 512 << 20, Serial: "VIRT0", Zoned: "none"},
 		},
 		APIs:     APIURLs(":9741", []string{"eth0 10.0.2.15/24"}),
+		OSDAPIs:  OSDURLs(":9742", []string{"eth0 10.0.2.15/24"}),
+		OSDState: "starting",
 		Ready:    true,
 		Problems: []string{`kernel command line: unknown key "stowage.x"`},
 	}
@@ -30,6 +32,8 @@ func TestBanner(t *testing.T) {
 		"vda        512.0 MiB  -                        VIRT0\n",
 		"hwmgr API: http://10.0.2.15:9741/v1/inventory",
 		"hwmgr API: http://127.0.0.1:9741/v1/inventory (on the node)",
+		"OSD API:   http://10.0.2.15:9742/v1/status",
+		"osd:       starting (it opens or forms its volumes; a line starting " + OSDReadyMarker + " follows",
 		`problem:   kernel command line: unknown key "stowage.x"`,
 		"rescue shell: press Enter",
 	} {

@@ -21,6 +21,11 @@ type Config struct {
 	DHCPTimeout time.Duration
 	// HwmgrListen is hwmgr's API address. Key stowage.hwmgr.listen.
 	HwmgrListen string
+	// OSDListen is the OSD's API address. Key stowage.osd.listen.
+	OSDListen string
+	// OSDDevices is the OSD's -devices: "auto" (every whole disk), or
+	// comma-separated /dev paths or globs. Key stowage.osd.devices.
+	OSDDevices string
 	// AdminTokens and ReadTokens are hwmgr's bearer tokens
 	// (comma-separated). Keys stowage.token (admin) and stowage.read_token.
 	AdminTokens, ReadTokens []string
@@ -40,12 +45,12 @@ type Config struct {
 
 // DefaultConfig is the configuration with no stowage.* key.
 func DefaultConfig() Config {
-	return Config{Net: "dhcp", DHCPTimeout: 20 * time.Second, HwmgrListen: ":9741", Hostname: "stowage"}
+	return Config{Net: "dhcp", DHCPTimeout: 20 * time.Second, HwmgrListen: ":9741", OSDListen: ":9742", OSDDevices: "auto", Hostname: "stowage"}
 }
 
 // Keys lists the stowage.* keys the command line may hold.
 var keys = []string{
-	"stowage.net", "stowage.dhcp.timeout", "stowage.hwmgr.listen", "stowage.token",
+	"stowage.net", "stowage.dhcp.timeout", "stowage.hwmgr.listen", "stowage.osd.listen", "stowage.osd.devices", "stowage.token",
 	"stowage.read_token", "stowage.rescue", "stowage.modules", "stowage.hostname", "stowage.config_url",
 }
 
@@ -117,6 +122,18 @@ func (c Config) Apply(text string) (Config, error) {
 				continue
 			}
 			c.HwmgrListen = val
+		case "stowage.osd.listen":
+			if err := checkListen(val); err != nil {
+				bad(key, val, err.Error())
+				continue
+			}
+			c.OSDListen = val
+		case "stowage.osd.devices":
+			if err := checkDevices(val); err != nil {
+				bad(key, val, err.Error())
+				continue
+			}
+			c.OSDDevices = val
 		case "stowage.token", "stowage.read_token":
 			toks, err := splitTokens(val)
 			if err != nil {
@@ -173,6 +190,8 @@ func (c Config) Cmdline() string {
 		"stowage.net=" + c.Net,
 		"stowage.dhcp.timeout=" + c.DHCPTimeout.String(),
 		"stowage.hwmgr.listen=" + c.HwmgrListen,
+		"stowage.osd.listen=" + c.OSDListen,
+		"stowage.osd.devices=" + c.OSDDevices,
 		"stowage.rescue=" + strconv.FormatBool(c.Rescue),
 		"stowage.hostname=" + c.Hostname,
 	}
@@ -202,6 +221,20 @@ func checkListen(v string) error {
 	}
 	if host != "" && net.ParseIP(host) == nil {
 		return errors.New("host must be an IP address or empty")
+	}
+	return nil
+}
+
+// checkDevices accepts "auto" or comma-separated absolute /dev paths
+// (globs allowed) without spaces or quotes.
+func checkDevices(v string) error {
+	if v == "auto" {
+		return nil
+	}
+	for _, p := range strings.Split(v, ",") {
+		if !strings.HasPrefix(p, "/dev/") || strings.ContainsAny(p, " \t\"'") || strings.Contains(p, "..") {
+			return errors.New("want auto or comma-separated /dev/... paths or globs")
+		}
 	}
 	return nil
 }

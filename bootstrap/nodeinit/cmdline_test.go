@@ -11,11 +11,11 @@ import (
 func TestParseCmdline(t *testing.T) {
 	c, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0 quiet stowage.net=none stowage.hwmgr.listen=127.0.0.1:8080 ` +
 		`stowage.token=adm1,adm2 stowage.read_token=rd stowage.rescue stowage.modules=null_blk,dm-flakey ` +
-		`stowage.hostname=node-7 stowage.dhcp.timeout=45s` + "\n")
+		`stowage.hostname=node-7 stowage.dhcp.timeout=45s stowage.osd.listen=:8081 stowage.osd.devices=/dev/nvme*n1,/dev/sda` + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Net: "none", DHCPTimeout: 45 * time.Second, HwmgrListen: "127.0.0.1:8080",
+	want := Config{Net: "none", DHCPTimeout: 45 * time.Second, HwmgrListen: "127.0.0.1:8080", OSDListen: ":8081", OSDDevices: "/dev/nvme*n1,/dev/sda",
 		AdminTokens: []string{"adm1", "adm2"}, ReadTokens: []string{"rd"}, Rescue: true,
 		Modules: []string{"null_blk", "dm-flakey"}, Hostname: "node-7"}
 	if !reflect.DeepEqual(c, want) {
@@ -34,6 +34,9 @@ func TestParseCmdlineErrors(t *testing.T) {
 		{"stowage.hwmgr.listen=9741", "want HOST:PORT"},
 		{"stowage.hwmgr.listen=:99999", "port must be 1-65535"},
 		{"stowage.hwmgr.listen=node:80", "host must be an IP"},
+		{"stowage.osd.listen=osd", "want HOST:PORT"},
+		{"stowage.osd.devices=sda", "want auto or"},
+		{"stowage.osd.devices=/dev/../etc/passwd", "want auto or"},
 		{"stowage.token=", "empty token"},
 		{"stowage.token=a,,b", "empty token"},
 		{"stowage.rescue=maybe", "want 1/0"},
@@ -73,7 +76,7 @@ func TestSplitCmdline(t *testing.T) {
 }
 
 func TestCmdlineRoundTrip(t *testing.T) {
-	c := Config{Net: "none", DHCPTimeout: 90 * time.Second, HwmgrListen: "[::1]:9000", AdminTokens: []string{"a=b"},
+	c := Config{Net: "none", DHCPTimeout: 90 * time.Second, HwmgrListen: "[::1]:9000", OSDListen: "127.0.0.1:1", OSDDevices: "/dev/vd?", AdminTokens: []string{"a=b"},
 		Rescue: true, Modules: []string{"x"}, Hostname: "h"}
 	back, err := ParseCmdline(c.Cmdline())
 	if err != nil || !reflect.DeepEqual(back, c) {

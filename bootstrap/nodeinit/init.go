@@ -45,9 +45,10 @@ type Init struct {
 	SysRoot, DevRoot, ProcRoot string
 	// ModulesDir is the parent of /lib/modules/<release>; default /lib/modules.
 	ModulesDir string
-	// Hwmgr is the daemon binary; default /bin/hwmgr. Shell is the rescue
-	// shell; default /bin/gosh.
-	Hwmgr, Shell string
+	// Hwmgr and OSD are the daemon binaries; defaults /bin/hwmgr and
+	// /bin/osd (an image without the OSD boots on, reporting it). Shell
+	// is the rescue shell; default /bin/gosh.
+	Hwmgr, OSD, Shell string
 	// ShellArgs are the shell's arguments; default "-comp=false": gosh's
 	// plain line editor, which works on any serial console (the rich one
 	// queries the terminal and hangs on consoles that do not answer).
@@ -72,6 +73,7 @@ func (in *Init) defaults() {
 	in.ProcRoot = or(in.ProcRoot, "/proc")
 	in.ModulesDir = or(in.ModulesDir, "/lib/modules")
 	in.Hwmgr = or(in.Hwmgr, "/bin/hwmgr")
+	in.OSD = or(in.OSD, "/bin/osd")
 	in.Shell = or(in.Shell, "/bin/gosh")
 	if in.ShellArgs == nil {
 		in.ShellArgs = []string{"-comp=false"}
@@ -212,7 +214,8 @@ func (in *Init) Run(ctx context.Context) (err error) {
 		problem(err.Error())
 	}
 	netDone := make(chan struct{})
-	netCfg := cfg // the goroutine's own copy: cfg may change below
+	var leases []Lease // written before netDone closes
+	netCfg := cfg      // the goroutine's own copy: cfg may change below
 	in.Go("network", func() {
 		defer close(netDone)
 		cfg := netCfg
@@ -225,19 +228,18 @@ func (in *Init) Run(ctx context.Context) (err error) {
 		// minutes on a machine without RDRAND or virtio-rng: bound the
 		// wait here too.
 		type result struct {
-			ifs []string
-			err error
+			leases []Lease
+			err    error
 		}
 		res := make(chan result, 1)
 		in.Go("dhcp", func() {
-			ifs, err := DHCP(ctx, cfg.DHCPTimeout, in.log)
-			res <- result{ifs, err}
+			ls, err := DHCP(ctx, cfg.DHCPTimeout, in.log)
+			res <- result{ls, err}
 		})
-		var ifs []string
 		var err error
 		select {
 		case r := <-res:
-			ifs, err = r.ifs, r.err
+			leases, err = r.leases, r.err
 		case <-time.After(cfg.DHCPTimeout + 2*time.Second):
 			err = fmt.Errorf("network: DHCP did not finish within %s (is the kernel's RNG seeded? it goes on in the background)", cfg.DHCPTimeout)
 		case <-ctx.Done():
@@ -247,23 +249,42 @@ func (in *Init) Run(ctx context.Context) (err error) {
 			fmt.Fprintf(in.Console, "stowage-init: %v; the node runs without network (rescue shell: press Enter)\n", err)
 			return
 		}
-		in.log.Info("network configured", "interfaces", strings.Join(ifs, ","))
+		for _, l := range leases {
+			in.log.Info("network configured", "iface", l.Iface, "addr", l.Addr, "config_url", l.ConfigURL)
+		}
 	})
 
-	if cfg.ConfigURL != "" {
-		// The daemons start with the fetched config, so wait for the
-		// network (bounded) and the document first.
+	// The daemons start with the node's config, which may come from the
+	// network: wait for DHCP (bounded) first.
+	netUp := cfg.Net != "dhcp"
+	if !netUp {
 		select {
 		case <-netDone:
+			netUp = true
 		case <-time.After(cfg.DHCPTimeout + 5*time.Second):
 		}
-		next, err := FetchConfig(ctx, cfg, 15*time.Second)
+	}
+	configURL, source := cfg.ConfigURL, "kernel command line"
+	if netUp {
+		for _, l := range leases {
+			if l.BadConfigURL != "" {
+				problem(fmt.Sprintf("DHCP option %d on %s: %q is not an http(s) URL (ignored)", ConfigURLOption, l.Iface, l.BadConfigURL))
+			}
+			if configURL == "" && l.ConfigURL != "" {
+				configURL, source = l.ConfigURL, fmt.Sprintf("DHCP option %d on %s", ConfigURLOption, l.Iface)
+			}
+		}
+	}
+	if configURL != "" {
+		cur := cfg
+		cur.ConfigURL = configURL
+		next, err := FetchConfig(ctx, cur, 15*time.Second)
 		if err != nil {
 			for _, e := range strings.Split(err.Error(), "\n") {
 				problem(e)
 			}
 		} else {
-			in.log.Info("config fetched", "url", cfg.ConfigURL)
+			in.log.Info("config fetched", "url", configURL, "from", source)
 		}
 		if next.Hostname != cfg.Hostname {
 			if err := unix.Sethostname([]byte(next.Hostname)); err != nil {
@@ -279,8 +300,18 @@ func (in *Init) Run(ctx context.Context) (err error) {
 	}
 
 	var wg sync.WaitGroup
-	if err := in.startHwmgr(ctx, cfg, &wg); err != nil {
-		problem(err.Error())
+	tokenArgs, err := writeTokenFiles(cfg)
+	if err != nil {
+		problem(fmt.Sprintf("daemons start without tokens: %v", err))
+	}
+	in.supervise(ctx, &wg, "hwmgr", in.Hwmgr, append([]string{"serve", "-listen", cfg.HwmgrListen}, tokenArgs...), 0)
+	osdState := "starting"
+	if _, err := os.Stat(in.OSD); err != nil {
+		osdState = "not started: " + err.Error()
+		problem("osd: " + osdState)
+	} else {
+		// The OSD flushes its drives on SIGTERM; give it time to.
+		in.supervise(ctx, &wg, "osd", in.OSD, append([]string{"-listen", cfg.OSDListen, "-devices", cfg.OSDDevices}, tokenArgs...), 25*time.Second)
 	}
 
 	in.Go("banner", func() {
@@ -290,13 +321,24 @@ func (in *Init) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			return
 		}
-		in.printBanner(cfg, ready, problems, bootStart)
+		osd := osdState
+		if osd == "starting" && in.waitReady(ctx, cfg.OSDListen, time.Millisecond) {
+			osd = "ready"
+		}
+		in.printBanner(cfg, ready, osd, problems, bootStart)
 		if !ready {
 			if in.waitReady(ctx, cfg.HwmgrListen, time.Hour) {
-				in.printBanner(cfg, true, problems, bootStart)
+				in.printBanner(cfg, true, osd, problems, bootStart)
 			}
 		}
 	})
+	if osdState == "starting" {
+		in.Go("osd ready", func() {
+			if in.waitReady(ctx, cfg.OSDListen, time.Hour) {
+				fmt.Fprintf(in.Console, "%s at %s%s\n", OSDReadyMarker, strings.Join(OSDURLs(cfg.OSDListen, Addresses()), ", "), in.uptime(bootStart))
+			}
+		})
+	}
 	in.Go("rescue shell", func() { in.rescueLoop(ctx, cfg.Rescue) })
 
 	why := <-shutdown
@@ -310,6 +352,9 @@ func (in *Init) Run(ctx context.Context) (err error) {
 		fmt.Fprintln(in.Console, "stowage-init: daemons still running after 30s; going on")
 	}
 	unix.Sync()
+	if err := FlushDrives(in.SysRoot, in.DevRoot); err != nil {
+		fmt.Fprintf(in.Console, "stowage-init: %v\n", err)
+	}
 	fmt.Fprintln(in.Console, "stowage-init: drives synced; powering off")
 	return nil
 }
@@ -334,11 +379,15 @@ func (in *Init) Emergency(why error) {
 	}
 }
 
-// startHwmgr writes the token files and starts hwmgr's supervisor.
-func (in *Init) startHwmgr(ctx context.Context, cfg Config, wg *sync.WaitGroup) error {
-	args := []string{"serve", "-listen", cfg.HwmgrListen}
+// writeTokenFiles writes the bearer tokens to 0600 files under
+// /run/stowage (never on argv) and returns the daemons' flags naming them.
+func writeTokenFiles(cfg Config) ([]string, error) {
+	var args []string
+	if len(cfg.AdminTokens) == 0 && len(cfg.ReadTokens) == 0 {
+		return nil, nil
+	}
 	if err := os.MkdirAll("/run/stowage", 0o700); err != nil {
-		return fmt.Errorf("hwmgr not started: %w", err)
+		return nil, err
 	}
 	for _, tf := range []struct {
 		flag, file string
@@ -348,21 +397,27 @@ func (in *Init) startHwmgr(ctx context.Context, cfg Config, wg *sync.WaitGroup) 
 			continue
 		}
 		if err := os.WriteFile(tf.file, []byte(strings.Join(tf.toks, "\n")+"\n"), 0o600); err != nil {
-			return fmt.Errorf("hwmgr not started: %w", err)
+			return nil, err
 		}
 		args = append(args, tf.flag, tf.file)
 	}
+	return args, nil
+}
+
+// supervise starts a daemon's supervisor (restart with back-off, output
+// prefixed "name: " on the console, SIGTERM then SIGKILL after stop
+// (default 10s) when ctx ends).
+func (in *Init) supervise(ctx context.Context, wg *sync.WaitGroup, name, path string, args []string, stop time.Duration) {
 	s := &Supervisor{
-		Name: "hwmgr", Path: in.Hwmgr, Args: args, Output: in.Console, Log: in.log,
+		Name: name, Path: path, Args: args, Output: in.Console, Log: in.log, StopTimeout: stop,
 		Env:   []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"},
 		Start: in.reaper.Start, Untrack: in.reaper.Untrack,
 	}
 	wg.Add(1)
-	in.Go("hwmgr supervisor", func() {
+	in.Go(name+" supervisor", func() {
 		defer wg.Done()
 		s.Run(ctx)
 	})
-	return nil
 }
 
 // waitReady polls hwmgr's /readyz on the loopback until it answers 200.
@@ -391,7 +446,15 @@ func (in *Init) waitReady(ctx context.Context, listen string, timeout time.Durat
 	return false
 }
 
-func (in *Init) printBanner(cfg Config, ready bool, problems []string, bootStart time.Time) {
+func (in *Init) uptime(bootStart time.Time) string {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return ""
+	}
+	return fmt.Sprintf(" (kernel uptime %ds, init %.1fs)", si.Uptime, time.Since(bootStart).Seconds())
+}
+
+func (in *Init) printBanner(cfg Config, ready bool, osdState string, problems []string, bootStart time.Time) {
 	drives, err := Drives(in.SysRoot)
 	if err != nil {
 		problems = append(problems, "drives: "+err.Error())
@@ -402,12 +465,9 @@ func (in *Init) printBanner(cfg Config, ready bool, problems []string, bootStart
 	b := Banner{
 		Version: in.Version, Kernel: unix.ByteSliceToString(uts.Release[:]), Hostname: cfg.Hostname,
 		Addresses: addrs, Drives: drives, APIs: APIURLs(cfg.HwmgrListen, addrs), Ready: ready, Problems: problems,
+		OSDAPIs: OSDURLs(cfg.OSDListen, addrs), OSDState: osdState,
 	}
-	var si unix.Sysinfo_t
-	uptime := ""
-	if unix.Sysinfo(&si) == nil {
-		uptime = fmt.Sprintf(" (kernel uptime %ds, init %.1fs)", si.Uptime, time.Since(bootStart).Seconds())
-	}
+	uptime := in.uptime(bootStart)
 	fmt.Fprintf(in.Console, "\n%s", b)
 	if ready {
 		fmt.Fprintf(in.Console, "stowage-init: hwmgr API ready%s\n", uptime)

@@ -163,3 +163,46 @@ func FuzzParseAlias(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDep parses fuzzed modules.dep text; whatever it accepts must
+// resolve every module it lists, dependencies first and each once, or
+// fail with a clear error (a cycle). Seeds include the lab's real
+// Debian 6.1 lines (moved here from qemu, which uses this package).
+func FuzzParseDep(f *testing.F) {
+	f.Add("kernel/drivers/scsi/sd_mod.ko: kernel/block/t10-pi.ko kernel/drivers/scsi/scsi_mod.ko\nkernel/drivers/scsi/scsi_mod.ko:\nkernel/block/t10-pi.ko:\n")
+	f.Add("a.ko: b.ko\nb.ko: a.ko\n")
+	f.Add("x.ko:\n# comment\n\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		ix := New()
+		if err := ix.ParseDep(strings.NewReader(text)); err != nil {
+			return
+		}
+		for name := range ix.path {
+			order, err := ix.Resolve(name)
+			if err != nil {
+				if err.Error() == "" {
+					t.Fatal("empty error")
+				}
+				continue
+			}
+			seen := map[string]bool{}
+			for _, m := range order {
+				if seen[m] {
+					t.Fatalf("%s resolved twice in %q", m, order)
+				}
+				seen[m] = true
+				if _, ok := ix.Path(m); !ok {
+					t.Fatalf("%s in the load order has no path", m)
+				}
+				for _, d := range ix.Deps(m) {
+					if _, known := ix.path[d]; known && !seen[d] {
+						t.Fatalf("%s loads before its dependency %s", m, d)
+					}
+				}
+			}
+			if order[len(order)-1] != name {
+				t.Fatalf("Resolve(%s) ends with %s", name, order[len(order)-1])
+			}
+		}
+	})
+}

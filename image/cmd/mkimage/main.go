@@ -1,7 +1,7 @@
 // Command mkimage builds Stowage's bootable image into a directory:
 // vmlinuz, initramfs.cpio.gz, boot.ipxe and manifest.json.
 //
-//	mkimage [-out out/image] [-version V] [-kernel VERSION] [-cmdline ...]
+//	mkimage [-out out/image] [-version V] [-kernel VERSION] [-cmdline ...] [-cache]
 //
 // The same inputs give the same bytes (see package image).
 package main
@@ -34,6 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	version := fs.String("version", "", "version stamped into the binaries (default: git describe, else dev)")
 	kernel := fs.String("kernel", "", "kernel version (default: the newest /boot/vmlinuz-* with modules)")
 	cmdline := fs.String("cmdline", image.DefaultCmdline, "kernel command line of the iPXE script")
+	cache := fs.Bool("cache", false, "do nothing when -out holds an image built from the same inputs (sources, kernel, smartctl, flags)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		v = gitVersion(ctx)
 	}
 	start := time.Now()
-	m, err := image.Build(ctx, image.Config{Out: *out, Version: v, KernelVersion: *kernel, Cmdline: *cmdline, Log: log})
+	m, err := image.Build(ctx, image.Config{Out: *out, Version: v, KernelVersion: *kernel, Cmdline: *cmdline, Log: log, Cache: *cache})
 	if err != nil {
 		fmt.Fprintln(stderr, "mkimage:", err)
 		return 1
