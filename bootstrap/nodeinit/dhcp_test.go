@@ -96,6 +96,25 @@ func TestDHCPConfigURLOption(t *testing.T) {
 	sh("-n", srv, "link", "set", "vs0", "up")
 	sh("-n", cli, "link", "set", "lo", "up")
 
+	// The child runs in another network namespace but on this host's
+	// files: prove it left /etc/resolv.conf alone.
+	resolv, _ := os.ReadFile("/etc/resolv.conf")
+	t.Cleanup(func() {
+		if now, _ := os.ReadFile("/etc/resolv.conf"); !bytes.Equal(now, resolv) {
+			t.Errorf("the DHCP child changed the host's /etc/resolv.conf: %q -> %q", resolv, now)
+		}
+	})
+	// The lease's Configure writes the DNS servers to /etc/resolv.conf;
+	// `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over it in
+	// the child's own mount namespace.
+	etc := filepath.Join("/etc/netns", cli)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	const url = "http://10.78.0.1:8080/node.conf"
 	dir := t.TempDir()
 	var dlog syncBuffer
