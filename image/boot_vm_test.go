@@ -50,13 +50,7 @@ func TestVMBoot(t *testing.T) {
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-20*time.Second))
 		defer cancel()
 	}
-	out := t.TempDir()
-	t0 := time.Now()
-	m, err := image.Build(ctx, image.Config{Out: out, Version: "vmtest"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("image built in %s (initramfs %d bytes)", time.Since(t0).Round(time.Second), m.Artifacts[1].Size)
+	out := buildImage(t, ctx)
 
 	// The node's config document, served from the host: QEMU's user
 	// network maps 10.0.2.2 to the host's loopback.

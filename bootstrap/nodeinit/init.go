@@ -1,9 +1,10 @@
 // Package nodeinit is the logic of the Stowage node's init (PID 1 of the
 // image, bootstrap/cmd/init): it mounts the kernel filesystems, reads the
-// node config from the kernel command line (stowage.* keys), loads the
-// kernel modules the devices ask for (modalias against modules.alias),
-// brings up the network with DHCP, starts hwmgr and supervises it with
-// back-off, prints a status banner, offers a rescue shell on the console
+// node config from the kernel command line (stowage.* keys), an HTTP URL
+// given there or in DHCP option 224, loads the kernel modules the devices
+// ask for (modalias against modules.alias), brings up the network with
+// DHCP, starts hwmgr and the OSD and supervises them with back-off,
+// prints a status banner, offers a rescue shell on the console
 // and shuts the node down cleanly on SIGTERM, SIGINT (ctrl-alt-del),
 // SIGPWR or the ACPI power button.
 //
