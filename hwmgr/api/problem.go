@@ -37,6 +37,12 @@ const (
 	ProbInvalidTransition = "invalid-transition"
 	ProbNoEnclosure       = "no-enclosure"
 	ProbNotReady          = "not-ready"
+	ProbJobRunning        = "job-running"
+	ProbNoJob             = "no-job"
+	ProbNoReport          = "no-report"
+	ProbSkipped           = "skip-list"
+	ProbReadOnly          = "read-only"
+	ProbVirtual           = "virtual-device"
 	ProbInternal          = "internal"
 )
 

@@ -36,10 +36,20 @@ type Node interface {
 	Ready() bool
 }
 
+// Jobs starts, cancels and reports burn-ins and erases; their progress is
+// in each drive's Job (Node.Drive, Node.Inventory).
+type Jobs interface {
+	Start(ctx context.Context, req node.JobRequest) ([]node.Job, error)
+	Cancel(ctx context.Context, ref string, kind node.JobKind, actor string) (node.Job, error)
+	Report(ref string, kind node.JobKind) ([]byte, error)
+}
+
 // Config configures a Server. Zero values are the documented defaults.
 type Config struct {
 	Node   Node
 	Tokens Tokens
+	// Jobs serves burn-in and erase; nil leaves those endpoints out.
+	Jobs Jobs
 	// Metrics serves /metrics (read role); nil leaves it out.
 	Metrics http.Handler
 	// BodyLimit caps request bodies (default 64 KiB); larger ones get 413.
@@ -88,6 +98,15 @@ func New(cfg Config) *Server {
 	s.Handle("GET", "/v1/events", RoleRead, http.HandlerFunc(s.events))
 	if cfg.Metrics != nil {
 		s.Handle("GET", "/metrics", RoleRead, cfg.Metrics)
+	}
+	if cfg.Jobs != nil {
+		s.Handle("GET", "/v1/jobs", RoleRead, http.HandlerFunc(s.jobs))
+		for _, k := range []node.JobKind{node.JobBurnIn, node.JobErase} {
+			s.Handle("POST", "/v1/"+string(k), RoleAdmin, s.startJob(k))
+			s.Handle("GET", "/v1/drives/{id}/"+string(k), RoleRead, s.driveJob(k))
+			s.Handle("DELETE", "/v1/drives/{id}/"+string(k), RoleAdmin, s.cancelJob(k))
+			s.Handle("GET", "/v1/drives/{id}/"+string(k)+"/report", RoleRead, s.jobReport(k))
+		}
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteProblem(w, r, http.StatusNotFound, ProbNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
@@ -314,6 +333,20 @@ func actionStatus(err error) (int, string) {
 		return http.StatusConflict, ProbInvalidTransition
 	case errors.Is(err, node.ErrNoEnclosure):
 		return http.StatusConflict, ProbNoEnclosure
+	case errors.Is(err, node.ErrJobRunning):
+		return http.StatusConflict, ProbJobRunning
+	case errors.Is(err, node.ErrNoJob):
+		return http.StatusNotFound, ProbNoJob
+	case errors.Is(err, node.ErrNoReport):
+		return http.StatusNotFound, ProbNoReport
+	case errors.Is(err, node.ErrSkipped):
+		return http.StatusConflict, ProbSkipped
+	case errors.Is(err, node.ErrReadOnly):
+		return http.StatusConflict, ProbReadOnly
+	case errors.Is(err, node.ErrVirtual):
+		return http.StatusConflict, ProbVirtual
+	case errors.Is(err, node.ErrBadRequest):
+		return http.StatusUnprocessableEntity, ProbBadRequest
 	}
 	return http.StatusInternalServerError, ProbInternal
 }

@@ -62,6 +62,9 @@ type Config struct {
 	SMARTDevice string
 	SMARTType   string
 	Health      health.Config
+	// Started, when set, is the run's start time as checkpoints record it
+	// (the daemon derives Seed from it with SeedFor); default Now().
+	Started time.Time
 	// Resume continues the run recorded in a label Task (Kind TaskKind) at
 	// the start of the region it was in. The zero Task starts afresh.
 	Resume label.Task
@@ -259,7 +262,10 @@ func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Rep
 	}
 	info := dev.Info()
 	rep := &Report{Path: info.Path, Serial: d.Serial, WWN: d.WWN, Model: d.Model, Pass: true,
-		Passes: cfg.Passes, Share: cfg.Share, Seed: cfg.Seed, Started: cfg.Now()}
+		Passes: cfg.Passes, Share: cfg.Share, Seed: cfg.Seed, Started: cfg.Started}
+	if rep.Started.IsZero() {
+		rep.Started = cfg.Now()
+	}
 	regions, err := Regions(ctx, dev, cfg.Share, cfg.Seed)
 	if err != nil {
 		return nil, err

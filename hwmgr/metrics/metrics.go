@@ -69,6 +69,8 @@ type Collector struct {
 	reads, writes, readBytes, writeBytes, ioTime, readTime, writeTime *prometheus.Desc
 	readIOPS, writeIOPS, readBps, writeBps, readLat, writeLat         *prometheus.Desc
 	util, inFlight, outlier                                           *prometheus.Desc
+
+	jobState, jobDone, jobTotal, jobRatio, jobETA *prometheus.Desc
 }
 
 // NewCollector returns a collector reading src.
@@ -142,6 +144,11 @@ func NewCollector(src Source) *Collector {
 		util:       d("stowage_drive_utilisation_ratio", "Share of the last sampling interval the drive was busy."),
 		inFlight:   d("stowage_drive_in_flight_requests", "Requests in flight at the last sample."),
 		outlier:    d("stowage_drive_outlier", "1 if the drive is slow against drives of the same model."),
+		jobState:   d("stowage_drive_job_state", "1 for the state of the drive's burn-in or erase (since the daemon started).", "kind", "state"),
+		jobDone:    d("stowage_drive_job_done_bytes", "Bytes of the drive's burn-in or erase done.", "kind"),
+		jobTotal:   d("stowage_drive_job_total_bytes", "Bytes the drive's burn-in or erase moves in all.", "kind"),
+		jobRatio:   d("stowage_drive_job_progress_ratio", "Share of the drive's burn-in or erase done.", "kind"),
+		jobETA:     d("stowage_drive_job_eta_seconds", "Estimated time until the drive's burn-in or erase is done (0 when finished).", "kind"),
 	}
 }
 
@@ -156,7 +163,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.selfTestPassed, c.selfTestFailed, c.selfTests,
 		c.exitStatus, c.exitFlag, c.pollDuration, c.polls, c.pollErrors,
 		c.reads, c.writes, c.readBytes, c.writeBytes, c.ioTime, c.readTime, c.writeTime,
-		c.readIOPS, c.writeIOPS, c.readBps, c.writeBps, c.readLat, c.writeLat, c.util, c.inFlight, c.outlier} {
+		c.readIOPS, c.writeIOPS, c.readBps, c.writeBps, c.readLat, c.writeLat, c.util, c.inFlight, c.outlier,
+		c.jobState, c.jobDone, c.jobTotal, c.jobRatio, c.jobETA} {
 		ch <- x
 	}
 }
@@ -216,6 +224,16 @@ func (c *Collector) collectDrive(ch chan<- prometheus.Metric, dr node.Drive) {
 	}
 	if dr.Locate != nil {
 		m(c.locate, gauge, b2f(*dr.Locate))
+	}
+	if j := dr.Job; j != nil {
+		k := string(j.Kind)
+		for _, s := range node.JobStates {
+			m(c.jobState, gauge, b2f(j.State == s), k, string(s))
+		}
+		m(c.jobDone, gauge, float64(j.DoneBytes), k)
+		m(c.jobTotal, gauge, float64(j.TotalBytes), k)
+		m(c.jobRatio, gauge, j.Ratio(), k)
+		m(c.jobETA, gauge, j.ETASeconds, k)
 	}
 	m(c.polls, counter, float64(dr.Polls))
 	m(c.pollErrors, counter, float64(dr.PollErrors))

@@ -488,6 +488,16 @@ func copyDrive(d *Drive) Drive {
 	c := *d
 	c.Label.History = slices.Clone(d.Label.History)
 	c.Label.Foreign = slices.Clone(d.Label.Foreign)
+	c.Label.Results = slices.Clone(d.Label.Results)
+	if d.Label.Task != nil {
+		t := *d.Label.Task
+		c.Label.Task = &t
+	}
+	if d.Job != nil {
+		j := *d.Job
+		j.Reasons = slices.Clone(d.Job.Reasons)
+		c.Job = &j
+	}
 	c.Health.Reasons = slices.Clone(d.Health.Reasons)
 	if d.SMART != nil {
 		s := *d.SMART

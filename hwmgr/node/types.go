@@ -256,6 +256,29 @@ type Label struct {
 	Foreign    []string       `json:"foreign,omitempty"`
 	Generation uint64         `json:"generation,omitempty"`
 	History    []HistoryEntry `json:"history,omitempty"`
+	// Task is the checkpoint of a burn-in or erase in progress (or
+	// interrupted: the daemon resumes it at start).
+	Task *Task `json:"task,omitempty"`
+	// Results are the burn-in and erase results in the label history.
+	Results []ResultEntry `json:"results,omitempty"`
+}
+
+// Task is a job's checkpoint in the label: its step and how far it got.
+type Task struct {
+	Kind    string    `json:"kind"`
+	Step    string    `json:"step,omitempty"`
+	Done    uint64    `json:"done"`
+	Total   uint64    `json:"total"`
+	Started time.Time `json:"started,omitzero"`
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// ResultEntry is a burn-in or erase result in the label history.
+type ResultEntry struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`   // burnin or erase
+	Result string    `json:"result"` // pass or fail
+	Detail string    `json:"detail,omitempty"`
 }
 
 // HistoryEntry is one transition in a drive's label history.
@@ -273,13 +296,16 @@ type Drive struct {
 	Identity Identity `json:"identity"`
 	Label    Label    `json:"label"`
 	// LabelError says why the label could not be read, if it could not.
-	LabelError string    `json:"label_error,omitempty"`
-	SMART      *SMART    `json:"smart,omitempty"`
-	SMARTError string    `json:"smart_error,omitempty"`
-	Health     Health    `json:"health"`
-	Stats      *Stats    `json:"stats,omitempty"`
-	Locate     *bool     `json:"locate,omitempty"`
-	FirstSeen  time.Time `json:"first_seen"`
+	LabelError string `json:"label_error,omitempty"`
+	SMART      *SMART `json:"smart,omitempty"`
+	SMARTError string `json:"smart_error,omitempty"`
+	Health     Health `json:"health"`
+	Stats      *Stats `json:"stats,omitempty"`
+	Locate     *bool  `json:"locate,omitempty"`
+	// Job is the drive's burn-in or erase: progress while it runs, the
+	// outcome after (since the daemon started).
+	Job       *Job      `json:"job,omitempty"`
+	FirstSeen time.Time `json:"first_seen"`
 	// Polls counts smartctl runs for this drive; PollErrors those that
 	// failed to produce a record.
 	Polls      uint64 `json:"smart_polls"`

@@ -26,26 +26,17 @@ import (
 
 	"github.com/stowage/stowage/hwmgr/api"
 	"github.com/stowage/stowage/hwmgr/node"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // needRoot skips a test that needs root (loop devices) when not root,
 // unless CI is set: under CI it must run.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		if _, err := exec.LookPath("losetup"); err == nil {
-			return
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root and losetup (CI is set, so it may not skip)")
-	}
-	t.Skip("needs root and losetup for loop devices")
-}
+func needRoot(t *testing.T) { loopdev.NeedRoot(t) }
 
-// loopDevice attaches a new loop device over a file of size bytes in dir
-// and detaches it at cleanup (unless detached before).
-func loopDevice(t *testing.T, dir, name string, size int64) (dev string, detach func()) {
+// loopDevice attaches a new loop device (qemu/loopdev) over a sparse file
+// of size bytes in dir (the daemon counts loop devices backed below dir)
+// and detaches it at cleanup, or when detach is called.
+func loopDevice(t *testing.T, dir, name string, size int64, flags ...string) (dev string, detach func()) {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
@@ -56,21 +47,9 @@ func loopDevice(t *testing.T, dir, name string, size int64) (dev string, detach 
 		t.Fatal(err)
 	}
 	f.Close()
-	out, err := exec.Command("losetup", "-f", "--show", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup %s: %v: %s", path, err, out)
-	}
-	dev = strings.TrimSpace(string(out))
+	dev = loopdev.Attach(t, path, flags...)
 	var once sync.Once
-	detach = func() {
-		once.Do(func() {
-			if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-				t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-			}
-		})
-	}
-	t.Cleanup(detach)
-	return dev, detach
+	return dev, func() { once.Do(func() { loopdev.Detach(t, dev) }) }
 }
 
 type testDaemon struct {

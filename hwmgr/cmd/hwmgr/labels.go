@@ -130,10 +130,15 @@ func (st *driveState) view() node.Label {
 	if st.labeled {
 		l.Owner, l.HoldsData, l.Generation = st.rec.Owner, len(st.rec.Payload) > 0, st.rec.Generation
 		for _, e := range st.rec.History {
-			if e.Kind != label.KindTransition {
-				continue
+			switch e.Kind {
+			case label.KindTransition:
+				l.History = append(l.History, node.HistoryEntry{Time: e.Time, From: node.State(e.From), To: node.State(e.To), Reason: e.Detail, Actor: e.Actor})
+			case label.KindBurnIn, label.KindErase:
+				l.Results = append(l.Results, node.ResultEntry{Time: e.Time, Kind: e.Kind, Result: e.Result, Detail: e.Detail})
 			}
-			l.History = append(l.History, node.HistoryEntry{Time: e.Time, From: node.State(e.From), To: node.State(e.To), Reason: e.Detail, Actor: e.Actor})
+		}
+		if t := st.rec.Task; t.Kind != "" {
+			l.Task = &node.Task{Kind: t.Kind, Step: t.Step, Done: t.Done, Total: t.Total, Started: t.Started, Updated: t.Updated}
 		}
 	}
 	return l
@@ -147,6 +152,49 @@ func (s *labelStore) Read(ctx context.Context, id node.Identity) (node.Label, er
 	}
 	st.close()
 	return st.view(), nil
+}
+
+// withArea opens the drive's label area afresh (so the label is read from
+// the device again: the OSD writes its owner payload into the same label
+// from another process), runs fn on it under the device's lock and
+// returns the label as fn left it. A foreign or unwritable drive is
+// refused.
+func (s *labelStore) withArea(ctx context.Context, id node.Identity, fn func(a *label.Area) error) (node.Label, error) {
+	defer s.lock(id.DevPath)()
+	st, err := s.open(ctx, id)
+	if err != nil {
+		return node.Label{}, err
+	}
+	defer st.close()
+	if st.area == nil || (!st.labeled && len(st.foreign) > 0) {
+		return node.Label{}, fmt.Errorf("%w: %s carries no label of ours (foreign: %v)", node.ErrInvalidTransition, id.DevPath, st.foreign)
+	}
+	if err := fn(st.area); err != nil {
+		return node.Label{}, err
+	}
+	st.rec, st.labeled = st.area.Current()
+	return st.view(), nil
+}
+
+// update changes the drive's current label record with fn (read from the
+// device just before, so fields fn does not touch, such as the OSD's owner
+// payload, stay as the device holds them).
+func (s *labelStore) update(ctx context.Context, id node.Identity, fn func(r *label.Record) error) (node.Label, error) {
+	return s.withArea(ctx, id, func(a *label.Area) error {
+		_, err := a.Update(ctx, fn)
+		return err
+	})
+}
+
+// record reads the drive's current label record.
+func (s *labelStore) record(ctx context.Context, id node.Identity) (label.Record, bool, error) {
+	defer s.lock(id.DevPath)()
+	st, err := s.open(ctx, id)
+	if err != nil {
+		return label.Record{}, false, err
+	}
+	st.close()
+	return st.rec, st.labeled, nil
 }
 
 // confirmSerial is the serial the lifecycle compares a request with: the

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage/hwmgr/api"
+	"github.com/stowage/stowage/hwmgr/burnin"
+	"github.com/stowage/stowage/hwmgr/burnin/target"
 	"github.com/stowage/stowage/hwmgr/discover"
 	"github.com/stowage/stowage/hwmgr/health"
 	"github.com/stowage/stowage/hwmgr/metrics"
@@ -64,6 +66,17 @@ type options struct {
 
 	LogLevel  string
 	LogFormat string
+
+	// Burn-in and erase jobs.
+	SkipSerials      []string
+	SkipWWNs         []string
+	SkipPaths        []string
+	JobsPerCtl       int
+	JobsAllowLab     bool
+	ReportDir        string
+	BurninRegionSize int64
+	SiblingPct       float64
+	SiblingMinGroup  int
 }
 
 func defaultOptions() options {
@@ -73,6 +86,7 @@ func defaultOptions() options {
 		SmartInterval: 10 * time.Minute, StatsInterval: 10 * time.Second, RescanInterval: time.Minute,
 		BodyLimit: api.DefaultBodyLimit, EventRing: 1024, ShutdownTimeout: 10 * time.Second,
 		LogLevel: "info", LogFormat: "text",
+		JobsPerCtl: 8, ReportDir: "/run/hwmgr/reports", SiblingPct: burnin.DefaultSiblingPct, SiblingMinGroup: 3,
 	}
 }
 
@@ -123,6 +137,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.EventRing, "event-ring", o.EventRing, "events kept for Last-Event-ID resume")
 	fs.BoolVar(&o.DontFail, "no-auto-fail", false, "report a failing verdict without moving the drive to failed")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "graceful shutdown bound")
+	fs.Var(listFlag{&o.SkipSerials}, "skip-serial", "serials burn-in and erase never touch (repeatable; no request overrides it)")
+	fs.Var(listFlag{&o.SkipWWNs}, "skip-wwn", "WWNs burn-in and erase never touch (repeatable)")
+	fs.Var(listFlag{&o.SkipPaths}, "skip-path", "device paths (/dev/disk/by-path/..., by-id, /dev/sdX) burn-in and erase never touch (repeatable)")
+	fs.IntVar(&o.JobsPerCtl, "jobs-per-controller", o.JobsPerCtl, "concurrent burn-in/erase jobs per controller (PCI function)")
+	fs.BoolVar(&o.JobsAllowLab, "jobs-allow-lab", false, "let burn-in and erase run on loop and null_blk devices (tests; other virtual devices are always refused)")
+	fs.StringVar(&o.ReportDir, "report-dir", o.ReportDir, "directory for burn-in and erase JSON reports (\"\": memory only)")
+	fs.Int64Var(&o.BurninRegionSize, "burnin-region-size", 0, "burn-in region (checkpoint unit) on conventional drives, bytes (0: 256 MiB)")
+	fs.Float64Var(&o.SiblingPct, "sibling-pct", o.SiblingPct, "burn-in fails a drive below this percent of the median throughput of its model's drives in the batch")
+	fs.IntVar(&o.SiblingMinGroup, "sibling-min-group", o.SiblingMinGroup, "fewest drives of a model the sibling rule compares")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -202,9 +225,10 @@ type daemon struct {
 	node    *node.Node
 	scanner *discover.Scanner
 	handler http.Handler
+	jobs    *jobManager
 }
 
-func newDaemon(o options, log *slog.Logger, kernel *ioErrorCounter) (*daemon, error) {
+func newDaemon(ctx context.Context, o options, log *slog.Logger, kernel *ioErrorCounter) (*daemon, error) {
 	scanner := discover.NewScanner(discover.Config{SysRoot: o.SysRoot, DevRoot: o.DevRoot, RunRoot: o.RunRoot,
 		Filter: discover.Filter{Loop: o.IncludeLoop, LoopBackingDir: o.LoopBackingDir, Names: o.Devices},
 		Logger: log.With("component", "discover")})
@@ -226,9 +250,18 @@ func newDaemon(o options, log *slog.Logger, kernel *ioErrorCounter) (*daemon, er
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	jc := jobConfig{
+		Skip:          target.SkipList{Serials: o.SkipSerials, WWNs: o.SkipWWNs, Paths: o.SkipPaths},
+		PerController: o.JobsPerCtl, AllowLab: o.JobsAllowLab, ReportDir: o.ReportDir, ZoneSize: o.BurninRegionSize,
+		Siblings: burnin.SiblingRule{Pct: o.SiblingPct, MinGroup: o.SiblingMinGroup}, SysRoot: o.SysRoot,
+	}
+	if o.Smartctl != "" {
+		jc.SMART = smart.Runner{Path: o.Smartctl, Timeout: o.SmartTimeout}
+	}
+	jobs := newJobManager(ctx, jc, n, cfg.Labels.(*labelStore), log.With("component", "jobs"))
 	a := api.New(api.Config{Node: n, Tokens: api.NewTokens(o.ReadTokens, o.AdminTokens), Metrics: m.Handler(),
-		BodyLimit: o.BodyLimit, Logger: log.With("component", "api")})
-	return &daemon{node: n, scanner: scanner, handler: a}, nil
+		Jobs: jobs, BodyLimit: o.BodyLimit, Logger: log.With("component", "api")})
+	return &daemon{node: n, scanner: scanner, handler: a, jobs: jobs}, nil
 }
 
 // runDaemon serves on l until ctx ends, then shuts down gracefully.
@@ -238,7 +271,9 @@ func runDaemon(ctx context.Context, o options, l net.Listener, log *slog.Logger,
 	if o.KmsgPath != "" {
 		kernel = newIOErrorCounter()
 	}
-	d, err := newDaemon(o, log, kernel)
+	bg, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d, err := newDaemon(bg, o, log, kernel)
 	if err != nil {
 		l.Close()
 		return err
@@ -249,8 +284,6 @@ func runDaemon(ctx context.Context, o options, l net.Listener, log *slog.Logger,
 	if len(o.ReadTokens) == 0 && len(o.AdminTokens) == 0 {
 		log.Warn("no tokens configured: reads are open to anyone who can reach the API")
 	}
-	bg, cancel := context.WithCancel(ctx)
-	defer cancel()
 	srv := api.HTTPServer(d.handler, log)
 	// Requests (event streams above all) end when the daemon stops.
 	srv.BaseContext = func(net.Listener) context.Context { return bg }
@@ -307,6 +340,7 @@ func runDaemon(ctx context.Context, o options, l net.Listener, log *slog.Logger,
 			log.Warn("sd_notify READY failed", "err", err)
 		}
 		log.Info("hwmgr ready", "drives", len(inv.Drives), "addr", l.Addr().String())
+		d.jobs.resume(bg)
 		if started != nil {
 			started(d)
 		}
@@ -342,6 +376,7 @@ func runDaemon(ctx context.Context, o options, l net.Listener, log *slog.Logger,
 		srv.Close()
 	}
 	wg.Wait()
+	d.jobs.wait()
 	if err2 != nil && !errors.Is(err2, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err2)
 	}
