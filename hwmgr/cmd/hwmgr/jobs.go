@@ -27,8 +27,8 @@ import (
 // jobConfig configures the daemon's burn-in and erase jobs.
 type jobConfig struct {
 	Skip          target.SkipList
-	PerController int   // concurrent jobs per controller (PCI function)
-	AllowLab      bool  // loop and null_blk devices may be burned in and erased (tests)
+	PerController int  // concurrent jobs per controller (PCI function)
+	AllowLab      bool // loop and null_blk devices may be burned in and erased (tests)
 	ReportDir     string
 	ZoneSize      int64 // burn-in region (emulated zone) on conventional drives
 	Siblings      burnin.SiblingRule

@@ -220,8 +220,12 @@ func TestDaemonJobGuardRails(t *testing.T) {
 		t.Fatalf("%v %s", err, out)
 	}
 	ro := loopdev.Attach(t, roFile, "-r")
-	writeLabel(t, inService, func(r *label.Record) { r.State, r.Owner, r.Payload = lifecycle.InService, "osd", []byte("osd-superblock") })
-	writeLabel(t, payload, func(r *label.Record) { r.State, r.Owner, r.Payload = lifecycle.Drained, "osd", []byte("osd-superblock") })
+	writeLabel(t, inService, func(r *label.Record) {
+		r.State, r.Owner, r.Payload = lifecycle.InService, "osd", []byte("osd-superblock")
+	})
+	writeLabel(t, payload, func(r *label.Record) {
+		r.State, r.Owner, r.Payload = lifecycle.Drained, "osd", []byte("osd-superblock")
+	})
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", foreignDev).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v %s", err, out)
 	}
@@ -384,5 +388,46 @@ func TestDaemonKeepsOSDPayload(t *testing.T) {
 	}
 	if rec := readLabel(t, dev); rec.State != lifecycle.Retired || rec.Payload != nil || rec.Owner != "" {
 		t.Fatalf("after erase: state %s owner %q payload %q", rec.State, rec.Owner, rec.Payload)
+	}
+}
+
+// TestCLIBurnIn drives a burn-in with the CLI against the real daemon:
+// start, status -watch until done, report, and the errors a refused
+// request prints.
+func TestCLIBurnIn(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	dev, _ := loopDevice(t, dir, "cli.img", 24<<20)
+	id := filepath.Base(dev)
+	td := jobDaemon(t, dir, nil)
+	cli := func(token string, args ...string) (int, string, string) {
+		t.Setenv("HWMGR_TOKEN", token)
+		var out, errb bytes.Buffer
+		code := run(append(args[:2:2], append([]string{"-url", td.url}, args[2:]...)...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, _, stderr := cli(tRead, "burnin", "start", id); code != 1 || !strings.Contains(stderr, "403") {
+		t.Fatalf("start with a read token: %d %q", code, stderr)
+	}
+	if code, out, stderr := cli(tAdmin, "burnin", "start", "-passes", "2", id); code != 0 || !strings.Contains(out, id) {
+		t.Fatalf("start: %d %q %q", code, out, stderr)
+	}
+	code, out, stderr := cli(tRead, "burnin", "status", "-watch", id)
+	if code != 0 || !strings.Contains(out, "passed") {
+		t.Fatalf("status -watch: %d %q %q", code, out, stderr)
+	}
+	code, out, _ = cli(tRead, "burnin", "report", id)
+	var r struct {
+		Pass   bool `json:"pass"`
+		Passes int  `json:"passes"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || !r.Pass || r.Passes != 2 {
+		t.Fatalf("report: %d %q", code, out)
+	}
+	if code, _, stderr := cli(tAdmin, "burnin", "cancel", id); code != 1 || !strings.Contains(stderr, "no-job") {
+		t.Fatalf("cancel of a finished job: %d %q", code, stderr)
+	}
+	if code, _, _ := cli(tAdmin, "erase", "bogus"); code != 2 {
+		t.Fatalf("unknown subcommand: exit %d", code)
 	}
 }

@@ -6,6 +6,8 @@
 //	hwmgr [serve] [flags]          run the daemon (the default)
 //	hwmgr smart parse FILE...      print the normalized record and health
 //	                               verdict of captured smartctl --json outputs
+//	hwmgr burnin start|status|cancel|report ...   burn-in jobs, through the API
+//	hwmgr erase start|status|cancel|report ...    erase jobs, through the API
 //	hwmgr version                  print the version
 //
 // See hwmgr/README.md for the flags, the API and the metrics.
@@ -18,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/stowage/stowage/hwmgr/node"
 )
 
 // version is set at link time (-ldflags "-X main.version=...").
@@ -47,13 +51,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return smartParse(args[1:], stdout, stderr)
+	case "burnin", "erase":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return jobCommand(ctx, node.JobKind(cmd), args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "hwmgr", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: hwmgr [serve] [flags] | hwmgr smart parse FILE... | hwmgr version\nhwmgr serve -h lists the flags.")
+		fmt.Fprintln(stdout, "usage: hwmgr [serve] [flags] | hwmgr burnin|erase start|status|cancel|report ... | hwmgr smart parse FILE... | hwmgr version\nhwmgr serve -h lists the flags; hwmgr burnin (or erase) alone its usage.")
 		return 0
 	}
-	fmt.Fprintf(stderr, "hwmgr: unknown command %q (serve, smart parse, version)\n", cmd)
+	fmt.Fprintf(stderr, "hwmgr: unknown command %q (serve, burnin, erase, smart parse, version)\n", cmd)
 	return 2
 }
