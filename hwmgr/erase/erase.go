@@ -15,7 +15,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stowage/stowage/hwmgr/burnin/target"
 	"github.com/stowage/stowage/hwmgr/label"
@@ -174,6 +178,11 @@ func (ZoneReset) Erase(ctx context.Context, dev zone.Device, spans []Span, progr
 // the documented defaults.
 type Config struct {
 	Method Method
+	// Fallback methods are tried in order when the one before is not
+	// supported (its Supports or the device says ErrUnsupported) or its
+	// verification finds markers or data left: Methods(info) gives the
+	// strongest-first list for a device. Every try is in Report.Attempts.
+	Fallback []Method
 	// Markers is how many marker blocks are written before erasing (64).
 	Markers int
 	// VerifyShare is the share of the data area read back after erasing,
@@ -212,7 +221,26 @@ type Report struct {
 	BytesVerified int64     `json:"bytes_verified"`
 	Markers       int       `json:"markers"`
 	MarkersFound  int       `json:"markers_found"`
+	// Attempts lists every method tried, in order, the last being the
+	// one this report is about.
+	Attempts []Attempt `json:"attempts,omitempty"`
+
+	refused bool // the device refused the erase as not supported
 }
+
+// Attempt is one method tried by Run.
+type Attempt struct {
+	Method  string `json:"method"`
+	Outcome string `json:"outcome"` // unsupported, failed, pass
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Outcomes of an Attempt.
+const (
+	OutcomeUnsupported = "unsupported"
+	OutcomeFailed      = "failed"
+	OutcomePass        = "pass"
+)
 
 func (r *Report) fail(format string, a ...any) {
 	if len(r.Reasons) < 64 {
@@ -258,11 +286,18 @@ func markerBlock(b []byte, off int64, seed uint64) {
 	}
 }
 
-// Run erases dev (of drive d) with cfg.Method and verifies the result. The
-// caller has passed target.Check (target.Open does) and moved the drive to
-// lifecycle.Erasing. A failed verification or a device error is a failing
-// report; the error is for a run that could not reach a verdict (bad config,
-// unsupported method, cancelled).
+// isMarker reports whether b is a marker block of run seed (at any offset).
+func isMarker(b []byte, seed uint64) bool {
+	return string(b[:8]) == "STOWMARK" && binary.LittleEndian.Uint64(b[16:]) == seed
+}
+
+// Run erases dev (of drive d) with cfg.Method, or the first of
+// cfg.Method and cfg.Fallback the device supports, and verifies the result;
+// a method whose verification fails (markers or data left) gives way to the
+// next too. The caller has passed target.Check (target.Open does) and moved
+// the drive to lifecycle.Erasing. A failed verification or a device error is
+// a failing report; the error is for a run that could not reach a verdict
+// (bad config, no supported method, cancelled).
 func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Report, error) {
 	if cfg.Method == nil {
 		return nil, errors.New("erase: no method")
@@ -282,22 +317,57 @@ func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Rep
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if err := cfg.Method.Supports(ctx, dev); err != nil {
-		return nil, err
+	methods := append([]Method{cfg.Method}, cfg.Fallback...)
+	var attempts []Attempt
+	for i, m := range methods {
+		last := i == len(methods)-1
+		if err := m.Supports(ctx, dev); err != nil {
+			if !errors.Is(err, ErrUnsupported) || last {
+				return nil, err
+			}
+			cfg.Logger.Info("erase method not supported", "path", dev.Info().Path, "method", m.Name(), "err", err)
+			attempts = append(attempts, Attempt{Method: m.Name(), Outcome: OutcomeUnsupported, Detail: err.Error()})
+			continue
+		}
+		rep, fallback, err := runMethod(ctx, dev, d, m, cfg)
+		if err != nil || rep.Pass || last || !fallback {
+			if rep != nil {
+				out := Attempt{Method: m.Name(), Outcome: OutcomePass}
+				if !rep.Pass {
+					out.Outcome = OutcomeFailed
+					if len(rep.Reasons) > 0 {
+						out.Detail = rep.Reasons[0]
+					}
+				}
+				rep.Attempts = append(attempts, out)
+			}
+			return rep, err
+		}
+		out := Attempt{Method: m.Name(), Outcome: OutcomeFailed, Detail: strings.Join(rep.Reasons[:min(len(rep.Reasons), 3)], "; ")}
+		if rep.refused {
+			out.Outcome = OutcomeUnsupported
+		}
+		cfg.Logger.Info("erase method gave way to the next", "path", dev.Info().Path, "method", m.Name(), "outcome", out.Outcome, "detail", out.Detail)
+		attempts = append(attempts, out)
 	}
+	return nil, errors.New("erase: no method left") // not reached: the last method always returns
+}
+
+// runMethod runs one method: markers, erase, verify. fallback reports a
+// failure the next method may cure: the device refused the erase as not
+// supported, or the verification found markers or data left (with the
+// label area intact).
+func runMethod(ctx context.Context, dev zone.Device, d target.Drive, m Method, cfg Config) (rep *Report, fallback bool, err error) {
 	info := dev.Info()
 	spans, err := DataSpans(ctx, dev)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var area int64
-	for _, s := range spans {
-		area += s.Len
-	}
-	rep := &Report{Path: info.Path, Serial: d.Serial, Method: cfg.Method.Name(), Pass: true, Started: cfg.Now()}
+	size := area(spans)
+	rep = &Report{Path: info.Path, Serial: d.Serial, Method: m.Name(), Pass: true, Started: cfg.Now()}
 	rng := newRNG(cfg.Seed)
 	t0 := cfg.Now()
-	total := area + int64(float64(area)*cfg.VerifyShare)
+	total := size + int64(float64(size)*cfg.VerifyShare)
 	progress := func(step string, done int64) {
 		if cfg.Progress == nil {
 			return
@@ -314,41 +384,92 @@ func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Rep
 	if err != nil {
 		rep.fail("%v", err)
 		rep.Finished = cfg.Now()
-		return rep, nil
+		return rep, false, nil
 	}
 	rep.Markers = len(markers)
 
-	// 2. Erase.
+	// 2. Erase (a device command erases the label area too: it is saved
+	// first and written back after, whatever the command's outcome).
+	var saved []byte
+	if _, whole := m.(wholeDeviceMethod); whole {
+		if saved, err = saveLabelArea(dev); err != nil {
+			rep.fail("%v", err)
+			rep.Finished = cfg.Now()
+			return rep, false, nil
+		}
+	}
 	te := cfg.Now()
-	err = cfg.Method.Erase(ctx, dev, spans, func(n int64) { rep.BytesErased = n; progress("erase", n) })
+	err = m.Erase(ctx, dev, spans, func(n int64) { rep.BytesErased = n; progress("erase", n) })
+	if saved != nil {
+		if rerr := restoreLabelArea(context.WithoutCancel(ctx), dev, saved); rerr != nil {
+			rep.fail("%v", rerr)
+			rep.Finished = cfg.Now()
+			return rep, false, errors.Join(err, rerr) // the label is at stake: no fallback
+		}
+	}
 	if err == nil {
 		err = dev.Flush(ctx)
 	}
 	if ctx.Err() != nil {
-		return rep, fmt.Errorf("erase: %s: %w", info.Path, ctx.Err())
+		return rep, false, fmt.Errorf("erase: %s: %w", info.Path, ctx.Err())
 	}
 	if err != nil {
 		rep.fail("%v", err)
 		rep.Finished = cfg.Now()
-		return rep, nil
+		rep.refused = errors.Is(err, ErrUnsupported)
+		return rep, rep.refused, nil
 	}
 	if el := cfg.Now().Sub(te); el > 0 {
 		rep.EraseBps = float64(rep.BytesErased) / el.Seconds()
 	}
 	if cfg.AfterErase != nil {
 		if err := cfg.AfterErase(ctx); err != nil {
-			return rep, fmt.Errorf("erase: %s: after erase: %w", info.Path, err)
+			return rep, false, fmt.Errorf("erase: %s: after erase: %w", info.Path, err)
 		}
 	}
 
 	// 3. Verify.
-	if err := verify(ctx, dev, spans, markers, cfg, rep, rng, func(n int64) { progress("verify", area+n) }); err != nil {
-		return rep, err
+	if err := verify(ctx, dev, spans, markers, m.Expect(), cfg, rep, rng, func(n int64) { progress("verify", size+n) }); err != nil {
+		return rep, false, err
 	}
 	rep.Finished = cfg.Now()
 	cfg.Logger.Info("erase done", "path", info.Path, "serial", d.Serial, "method", rep.Method, "pass", rep.Pass,
 		"erased", rep.BytesErased, "verified", rep.BytesVerified, "markers", rep.Markers, "markers_found", rep.MarkersFound)
-	return rep, nil
+	return rep, !rep.Pass, nil
+}
+
+// saveLabelArea reads the label area of a conventional device.
+func saveLabelArea(dev zone.Device) ([]byte, error) {
+	info := dev.Info()
+	if info.Kind == zone.KindZoned {
+		return nil, fmt.Errorf("erase: %s: a whole-device erase of a zoned device would lose its label zones", info.Path)
+	}
+	b := zone.AlignedBlock(int(target.LabelArea(info)))
+	if _, err := dev.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("erase: %s: save the label area: %w", info.Path, err)
+	}
+	return b, nil
+}
+
+// restoreLabelArea writes the saved label area back, flushes it and drops
+// the kernel's cached pages of the device, which predate the erase.
+func restoreLabelArea(ctx context.Context, dev zone.Device, b []byte) error {
+	info := dev.Info()
+	if _, err := dev.WriteAt(b, 0); err != nil {
+		return fmt.Errorf("erase: %s: label area not restored after the erase: %w", info.Path, err)
+	}
+	if err := dev.Flush(ctx); err != nil {
+		return fmt.Errorf("erase: %s: label area not flushed after the erase: %w", info.Path, err)
+	}
+	f, err := os.Open(info.Path)
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	defer f.Close()
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0); err != nil {
+		return fmt.Errorf("erase: %s: %w", info.Path, os.NewSyscallError("ioctl(BLKFLSBUF)", err))
+	}
+	return nil
 }
 
 // writeMarkers writes n marker blocks at seeded offsets of the data area
@@ -387,9 +508,8 @@ func writeMarkers(ctx context.Context, dev zone.Device, spans []Span, n int, see
 	return out, nil
 }
 
-func verify(ctx context.Context, dev zone.Device, spans []Span, markers []int64, cfg Config, rep *Report, rng *rand.Rand, progress func(int64)) error {
+func verify(ctx context.Context, dev zone.Device, spans []Span, markers []int64, exp Expect, cfg Config, rep *Report, rng *rand.Rand, progress func(int64)) error {
 	info := dev.Info()
-	exp := cfg.Method.Expect()
 	wp := map[int]int64{} // readable end of each sequential zone
 	if exp.ZonesEmpty || info.Kind == zone.KindZoned {
 		zs, err := dev.ReportZones(ctx, 0, info.NumZones)
@@ -433,11 +553,14 @@ func verify(ctx context.Context, dev zone.Device, spans []Span, markers []int64,
 			rep.fail("%s: block at offset %d (a marker's place) is not the erase pattern", info.Path, off)
 		}
 	}
-	if exp.Pattern == nil {
-		return nil
+	if exp.ZonesEmpty {
+		return nil // nothing past the write pointers is readable
 	}
 	// Sampled read: the first and last MiB of the data area, then
-	// seeded 1 MiB samples until VerifyShare of it is read.
+	// seeded 1 MiB samples until VerifyShare of it is read. With a
+	// pattern every block must equal it; with indeterminate content (a
+	// crypto or block erase) every block must read and none may be a
+	// marker of this run.
 	var area int64
 	for _, s := range spans {
 		area += s.Len
@@ -467,8 +590,12 @@ func verify(ctx context.Context, dev zone.Device, spans []Span, markers []int64,
 			continue
 		}
 		for k := 0; k < len(p); k += BlockSize {
-			if !bytes.Equal(p[k:k+BlockSize], exp.Pattern) {
+			blk := p[k : k+BlockSize]
+			switch {
+			case exp.Pattern != nil && !bytes.Equal(blk, exp.Pattern):
 				rep.fail("%s: block at offset %d does not read as the erase pattern", info.Path, off+int64(k))
+			case exp.Pattern == nil && isMarker(blk, cfg.Seed):
+				rep.fail("%s: block at offset %d is a marker after the erase", info.Path, off+int64(k))
 			}
 		}
 		rep.BytesVerified += int64(len(p))
