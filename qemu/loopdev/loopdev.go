@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -201,4 +203,57 @@ func blkioCgroup() (string, error) {
 		}
 	}
 	return "/", nil
+}
+
+// SeqWriteRate writes total bytes sequentially from off on the device at
+// path with O_DIRECT in 4 MiB writes, fdatasyncs, and returns bytes per
+// second: the raw limit benchmarks divide by. It overwrites those bytes.
+func SeqWriteRate(t testing.TB, path string, off, total int64) float64 {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := alignedBuf(4 << 20)
+	for i := range buf {
+		buf[i] = byte(i*13 + 1)
+	}
+	start := time.Now()
+	for o := int64(0); o < total; o += int64(len(buf)) {
+		if _, err := f.WriteAt(buf[:min(int64(len(buf)), total-o)], off+o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	return float64(total) / time.Since(start).Seconds()
+}
+
+// SeqReadRate reads total bytes sequentially from off with O_DIRECT in
+// 4 MiB reads and returns bytes per second.
+func SeqReadRate(t testing.TB, path string, off, total int64) float64 {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := alignedBuf(4 << 20)
+	start := time.Now()
+	for o := int64(0); o < total; o += int64(len(buf)) {
+		if _, err := f.ReadAt(buf[:min(int64(len(buf)), total-o)], off+o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return float64(total) / time.Since(start).Seconds()
+}
+
+// alignedBuf returns n bytes aligned to 4096 for O_DIRECT (n a multiple
+// of 4096).
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+4096)
+	a := 4096 - int(uintptr(unsafe.Pointer(&b[0]))&4095)
+	return b[a%4096 : a%4096+n]
 }

@@ -33,6 +33,7 @@ type config struct {
 	timeouts       server.Timeouts
 	logLevel       slog.Level
 	sysRoot        string
+	zoneSize       int64
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -51,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.timeouts.Read, "read-timeout", server.DefaultTimeouts.Read, "a request body not in by then gets 408")
 	fs.DurationVar(&c.timeouts.Write, "write-timeout", server.DefaultTimeouts.Write, "bound on writing a response")
 	fs.DurationVar(&c.timeouts.Idle, "idle-timeout", server.DefaultTimeouts.Idle, "close keep-alive connections idle that long")
+	zsz := fs.String("zone-size", "auto", "emulated zone size of conventional drives and files (auto: the largest power of two ≤ 1/64 of the drive, 4 MiB…256 MiB); it must stay the same across restarts")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.sysRoot, "sys-root", "/sys", "where sysfs is mounted (for -devices auto)")
 	if err := fs.Parse(args); err != nil {
@@ -68,6 +70,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.devSize, err = parseBytes(*size); err != nil {
 		return c, fmt.Errorf("-dev-size: %w", err)
+	}
+	if *zsz != "auto" {
+		if c.zoneSize, err = parseBytes(*zsz); err != nil || c.zoneSize < 1<<20 || c.zoneSize&(c.zoneSize-1) != 0 {
+			return c, fmt.Errorf("-zone-size %q: want auto or a power of two ≥ 1MiB", *zsz)
+		}
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("-log-level: %w", err)
@@ -189,12 +196,14 @@ func devFiles(dir string, n int, size int64, log *slog.Logger) ([]string, error)
 
 // openDevices opens each path as a zone device. A regular file on a
 // filesystem without O_DIRECT (tmpfs) is opened buffered, with a warning.
-func openDevices(paths []string, sysRoot string, log *slog.Logger) ([]zone.Device, error) {
+func openDevices(paths []string, sysRoot string, zoneSz int64, log *slog.Logger) ([]zone.Device, error) {
 	var devs []zone.Device
 	for _, p := range paths {
-		zs, err := zoneSize(p)
-		if err != nil {
-			return nil, err
+		zs, err := zoneSz, error(nil)
+		if zs == 0 {
+			if zs, err = zoneSize(p); err != nil {
+				return nil, err
+			}
 		}
 		d, err := zone.Open(p, zone.Options{SysRoot: sysRoot, ZoneSize: zs})
 		if err != nil {
@@ -287,7 +296,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer ln.Close()
-	devs, err := openDevices(paths, c.sysRoot, log)
+	devs, err := openDevices(paths, c.sysRoot, c.zoneSize, log)
 	if err != nil {
 		return err
 	}
