@@ -178,3 +178,23 @@ func dhcpChild(t *testing.T, iface string) {
 	j, _ := json.Marshal(leases)
 	fmt.Printf("LEASES %s\n", j)
 }
+
+func TestChooseConfigURL(t *testing.T) {
+	leases := []Lease{
+		{Iface: "eth0", BadConfigURL: "tftp://x/y"},
+		{Iface: "eth1", ConfigURL: "http://a/node.conf"},
+		{Iface: "eth2", ConfigURL: "http://b/node.conf"},
+	}
+	url, src, probs := ChooseConfigURL(DefaultConfig(), leases)
+	if url != "http://a/node.conf" || src != "DHCP option 224 on eth1" || len(probs) != 1 || !strings.Contains(probs[0], `"tftp://x/y" is not an http(s) URL`) {
+		t.Errorf("from DHCP: %q %q %q", url, src, probs)
+	}
+	cfg := DefaultConfig()
+	cfg.ConfigURL = "http://cmdline/node.conf"
+	if url, src, _ := ChooseConfigURL(cfg, leases); url != cfg.ConfigURL || src != "kernel command line" {
+		t.Errorf("the command line must win: %q %q", url, src)
+	}
+	if url, _, probs := ChooseConfigURL(DefaultConfig(), nil); url != "" || probs != nil {
+		t.Errorf("nothing: %q %q", url, probs)
+	}
+}

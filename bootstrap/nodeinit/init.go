@@ -265,16 +265,13 @@ func (in *Init) Run(ctx context.Context) (err error) {
 		case <-time.After(cfg.DHCPTimeout + 5*time.Second):
 		}
 	}
-	configURL, source := cfg.ConfigURL, "kernel command line"
+	var got []Lease
 	if netUp {
-		for _, l := range leases {
-			if l.BadConfigURL != "" {
-				problem(fmt.Sprintf("DHCP option %d on %s: %q is not an http(s) URL (ignored)", ConfigURLOption, l.Iface, l.BadConfigURL))
-			}
-			if configURL == "" && l.ConfigURL != "" {
-				configURL, source = l.ConfigURL, fmt.Sprintf("DHCP option %d on %s", ConfigURLOption, l.Iface)
-			}
-		}
+		got = leases // complete: written before netDone closed
+	}
+	configURL, source, bad := ChooseConfigURL(cfg, got)
+	for _, b := range bad {
+		problem(b)
 	}
 	if configURL != "" {
 		cur := cfg
@@ -358,6 +355,25 @@ func (in *Init) Run(ctx context.Context) (err error) {
 	}
 	fmt.Fprintln(in.Console, "stowage-init: drives synced; powering off")
 	return nil
+}
+
+// ChooseConfigURL picks the node config document's URL: the command
+// line's stowage.config_url wins, else the first valid option
+// ConfigURLOption among the DHCP leases. It returns where the URL came
+// from and a problem line for every invalid option value.
+func ChooseConfigURL(cfg Config, leases []Lease) (url, source string, problems []string) {
+	if cfg.ConfigURL != "" {
+		url, source = cfg.ConfigURL, "kernel command line"
+	}
+	for _, l := range leases {
+		if l.BadConfigURL != "" {
+			problems = append(problems, fmt.Sprintf("DHCP option %d on %s: %q is not an http(s) URL (ignored)", ConfigURLOption, l.Iface, l.BadConfigURL))
+		}
+		if url == "" && l.ConfigURL != "" {
+			url, source = l.ConfigURL, fmt.Sprintf("DHCP option %d on %s", ConfigURLOption, l.Iface)
+		}
+	}
+	return url, source, problems
 }
 
 // Emergency runs the rescue shell on the console over and over: what PID 1
