@@ -73,7 +73,7 @@ func (b Banner) String() string {
 	if b.OSDState != "" {
 		note := ""
 		if b.OSDState == "starting" {
-			note = " (it opens or forms its volumes; a line starting " + OSDReadyMarker + " follows when it answers)"
+			note = " (it opens or forms its volumes; a line follows once its API answers)"
 		}
 		fmt.Fprintf(&s, " osd:       %s%s\n", b.OSDState, note)
 	}

@@ -24,7 +24,10 @@ type Config struct {
 	// OSDListen is the OSD's API address. Key stowage.osd.listen.
 	OSDListen string
 	// OSDDevices is the OSD's -devices: "auto" (every whole disk), or
-	// comma-separated /dev paths or globs. Key stowage.osd.devices.
+	// comma-separated /dev paths or globs, or "conventional": the init
+	// lists the whole disks that are not zoned when the OSD starts (the
+	// QEMU lab's ZNS namespaces lose their zone state when QEMU
+	// restarts). Key stowage.osd.devices.
 	OSDDevices string
 	// AdminTokens and ReadTokens are hwmgr's bearer tokens
 	// (comma-separated). Keys stowage.token (admin) and stowage.read_token.
@@ -228,12 +231,12 @@ func checkListen(v string) error {
 // checkDevices accepts "auto" or comma-separated absolute /dev paths
 // (globs allowed) without spaces or quotes.
 func checkDevices(v string) error {
-	if v == "auto" {
+	if v == "auto" || v == "conventional" {
 		return nil
 	}
 	for _, p := range strings.Split(v, ",") {
 		if !strings.HasPrefix(p, "/dev/") || strings.ContainsAny(p, " \t\"'") || strings.Contains(p, "..") {
-			return errors.New("want auto or comma-separated /dev/... paths or globs")
+			return errors.New("want auto, conventional or comma-separated /dev/... paths or globs")
 		}
 	}
 	return nil

@@ -1,10 +1,12 @@
 package nodeinit
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestFlushDrives: every drive in the fixture sysfs is opened and synced
@@ -44,5 +46,59 @@ func TestFlushDrives(t *testing.T) {
 	}
 	if err := FlushDrives(filepath.Join(sys, "none"), dev); err == nil {
 		t.Fatal("missing sysfs accepted")
+	}
+}
+
+func TestConventionalDrives(t *testing.T) {
+	sys := t.TempDir()
+	for n, zoned := range map[string]string{"nvme0n1": "host-managed", "nvme1n1": "none", "sda": "", "vdb": "none", "loop0": "none", "sdb": "host-aware"} {
+		q := filepath.Join(sys, "block", n, "queue")
+		if err := os.MkdirAll(q, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if zoned != "" {
+			if err := os.WriteFile(filepath.Join(q, "zoned"), []byte(zoned+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := ConventionalDrives(sys, "/dev")
+	if err != nil || got != "/dev/nvme1n1,/dev/sda,/dev/vdb" {
+		t.Fatalf("ConventionalDrives = %q, %v", got, err)
+	}
+	if _, err := ConventionalDrives(t.TempDir(), "/dev"); err == nil {
+		t.Fatal("no sysfs: want an error")
+	}
+}
+
+// TestSettleBlockDevices: a device appearing resets the quiet period; a
+// list that keeps changing gives up at max.
+func TestSettleBlockDevices(t *testing.T) {
+	sys := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(sys, "block", "vda"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		_ = os.Mkdir(filepath.Join(sys, "block", "vdb"), 0o755)
+	}()
+	n, ok := SettleBlockDevices(context.Background(), sys, 400*time.Millisecond, 10*time.Second)
+	if !ok || n != 2 {
+		t.Fatalf("settled %v with %d devices, want 2", ok, n)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				_ = os.Mkdir(filepath.Join(sys, "block", "sd"+string(rune('a'+i%26))+string(rune('a'+i/26))), 0o755)
+			}
+		}
+	}()
+	if _, ok := SettleBlockDevices(context.Background(), sys, time.Second, 2*time.Second); ok {
+		t.Fatal("a changing list settled")
 	}
 }

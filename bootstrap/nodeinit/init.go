@@ -309,7 +309,19 @@ func (in *Init) Run(ctx context.Context) (err error) {
 		problem("osd: " + osdState)
 	} else {
 		// The OSD flushes its drives on SIGTERM; give it time to.
-		in.supervise(ctx, &wg, "osd", in.OSD, append([]string{"-listen", cfg.OSDListen, "-devices", cfg.OSDDevices}, tokenArgs...), 25*time.Second)
+		// The OSD takes the drives it finds at start: let the disks the
+		// drivers are still probing (AHCI links, SCSI scans) show up.
+		n, settled := SettleBlockDevices(ctx, in.SysRoot, 2*time.Second, 20*time.Second)
+		in.log.Info("block devices settled", "count", n, "settled", settled)
+		devices := cfg.OSDDevices
+		if devices == "conventional" {
+			devices, err = ConventionalDrives(in.SysRoot, in.DevRoot)
+			if err != nil {
+				problem(fmt.Sprintf("osd: stowage.osd.devices=conventional: %v", err))
+			}
+			in.log.Info("osd drives: the conventional ones", "devices", devices)
+		}
+		in.supervise(ctx, &wg, "osd", in.OSD, append([]string{"-listen", cfg.OSDListen, "-devices", devices}, tokenArgs...), 25*time.Second)
 	}
 
 	in.Go("banner", func() {
