@@ -26,6 +26,7 @@ import (
 
 	"github.com/stowage/stowage/osd/volume"
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -60,7 +61,31 @@ type fixture struct {
 
 func newFixture(t testing.TB, cfg Config, to Timeouts) *fixture {
 	t.Helper()
-	v := memVolume(t)
+	return newFixtureOn(t, memVolume(t), cfg, to)
+}
+
+// loopVolume is a 4+2 volume on 6 real loop devices.
+func loopVolume(t testing.TB) *volume.Volume {
+	t.Helper()
+	var devs []zone.Device
+	for range 6 {
+		d, err := zone.OpenEmulated(loopdev.Zero(t, 96<<20), zone.EmulatedOptions{ZoneSize: 4 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		devs = append(devs, d)
+	}
+	v, err := volume.Create(context.Background(), devs, volume.Options{ZonesPerExtent: 2, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+func newFixtureOn(t testing.TB, v *volume.Volume, cfg Config, to Timeouts) *fixture {
+	t.Helper()
 	if cfg.Store == nil {
 		cfg.Store = v
 	}
@@ -533,9 +558,11 @@ func TestStatusAndMetrics(t *testing.T) {
 }
 
 // TestConcurrent runs PUT, GET and DELETE from many goroutines (meant for
-// -race): every response is what the sequential model says.
+// -race) over HTTP onto a volume on 6 real loop devices: every response is
+// what the sequential model says.
 func TestConcurrent(t *testing.T) {
-	f := newFixture(t, Config{}, Timeouts{})
+	loopdev.NeedRoot(t)
+	f := newFixtureOn(t, loopVolume(t), Config{}, Timeouts{})
 	const workers, per = 8, 12
 	var wg sync.WaitGroup
 	for w := range workers {
