@@ -1,10 +1,13 @@
 // Package erase erases a drive's data area and proves it: marker blocks are
-// written at seeded places first, the chosen Method erases (overwrite with
-// zeros or a pattern, or a reset of every zone of a zoned drive), and then
-// the markers must be gone and a seeded sample of the whole data area must
-// read as the method promises. The label area (target.LabelArea) is never
-// erased: it holds only label records, which the daemon updates after the
-// verdict (owner payload cleared, erase entry appended: see UpdateLabel).
+// written at seeded places first, the chosen Method erases (NVMe sanitize or
+// Format NVM, ATA SECURITY ERASE UNIT, SCSI SANITIZE or FORMAT UNIT, a reset
+// of every zone of a zoned drive, or an overwrite), and then the markers
+// must be gone and a seeded sample of the whole data area must read as the
+// method promises; a method the drive does not support, or whose result
+// fails the check, gives way to the next (Methods: strongest first). The
+// label area (target.LabelArea) keeps its bytes: overwrites skip it, and a
+// device command that erases the whole drive has it saved and written back.
+// The daemon updates the label after the verdict (UpdateLabel).
 package erase
 
 import (
@@ -284,6 +287,27 @@ func markerBlock(b []byte, off int64, seed uint64) {
 	for i := 24; i < BlockSize; i++ {
 		b[i] = byte(i*7) ^ byte(seed)
 	}
+}
+
+// Choose returns the method named name and its fallbacks for a device:
+// "" or "auto" is Methods(info) (strongest first, each falling back to the
+// next); any other name is that one method of Methods(info) alone, or
+// "overwrite-zeros" / "zone-reset" on any device.
+func Choose(info zone.Info, name string) (Method, []Method, error) {
+	ms := Methods(info)
+	if name == "" || name == "auto" {
+		return ms[0], ms[1:], nil
+	}
+	for _, m := range append(ms, Overwrite{}, ZoneReset{}) {
+		if m.Name() == name {
+			return m, nil, nil
+		}
+	}
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Name())
+	}
+	return nil, nil, fmt.Errorf("erase: %s: no method %q (auto, %s, zone-reset)", info.Path, name, strings.Join(names, ", "))
 }
 
 // isMarker reports whether b is a marker block of run seed (at any offset).

@@ -177,6 +177,20 @@ func TestMethodsOrder(t *testing.T) {
 	}
 }
 
+func TestChoose(t *testing.T) {
+	info := zone.Info{Path: "/dev/nvme0n1", Kind: zone.KindEmulated}
+	m, fb, err := Choose(info, "auto")
+	if err != nil || m.Name() != "nvme-sanitize-crypto" || len(fb) != 5 || fb[4].Name() != "overwrite-zeros" {
+		t.Errorf("auto: %v %v %v", m, fb, err)
+	}
+	if m, fb, err := Choose(info, "nvme-format-user-data"); err != nil || m.Name() != "nvme-format-user-data" || fb != nil {
+		t.Errorf("named: %v %v %v", m, fb, err)
+	}
+	if _, _, err := Choose(zone.Info{Path: "/dev/loop0"}, "nvme-format-crypto"); err == nil || !strings.Contains(err.Error(), "overwrite-zeros") {
+		t.Errorf("unknown method: %v", err)
+	}
+}
+
 // TestDeviceMethodsRefuseOtherDevices: on a loop device every device
 // command says unsupported (no NVMe namespace, no SG_IO), so Methods'
 // chain on it would fall through to the overwrite.

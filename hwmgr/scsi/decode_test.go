@@ -99,6 +99,12 @@ func TestParseSense(t *testing.T) {
 	if err != nil || !s.HasATA || s.ATA.Error != 0x04 || s.ATA.Status != 0x51 || s.Key != KeyAbortedCommand {
 		t.Errorf("%+v %v", s, err)
 	}
+	// Fixed format after ATA PASS-THROUGH: the registers in INFORMATION.
+	fx := []byte{0xf0, 0, 0x0b, 0x04, 0x51, 0x40, 0x00, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	s, _ = ParseSense(fx)
+	if s.ataFixed(fx); !s.HasATA || s.ATA.Error != 0x04 || s.ATA.Status != 0x51 {
+		t.Errorf("fixed ATA registers: %+v", s)
+	}
 	desc[9] = 40
 	if _, err := ParseSense(desc); err == nil {
 		t.Error("overrunning descriptor accepted")

@@ -91,6 +91,17 @@ func ParseSense(b []byte) (Sense, error) {
 	return s, nil
 }
 
+// ataFixed fills the ATA registers of an ATA PASS-THROUGH command from
+// fixed-format sense data, where SAT puts them in the INFORMATION field
+// (bytes 3–6: error, status, device, count).
+func (s *Sense) ataFixed(b []byte) {
+	if s.HasATA || (s.Code != 0x70 && s.Code != 0x71) || len(b) < 7 {
+		return
+	}
+	s.ATA = ATARegisters{Error: b[3], Status: b[4], Device: b[5], Count: b[6]}
+	s.HasATA = true
+}
+
 var keyNames = [...]string{"NO SENSE", "RECOVERED ERROR", "NOT READY", "MEDIUM ERROR", "HARDWARE ERROR",
 	"ILLEGAL REQUEST", "UNIT ATTENTION", "DATA PROTECT", "BLANK CHECK", "VENDOR SPECIFIC", "COPY ABORTED",
 	"ABORTED COMMAND", "RESERVED", "VOLUME OVERFLOW", "MISCOMPARE", "COMPLETED"}

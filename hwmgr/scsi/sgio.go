@@ -187,6 +187,9 @@ func (d *Device) Do(ctx context.Context, op string, cdb []byte, dir Direction, d
 	if len(sb) > 0 {
 		res.Sense, serr = ParseSense(sb)
 		res.HasSense = serr == nil
+		if serr == nil && cdb[0] == 0x85 {
+			res.Sense.ataFixed(sb)
+		}
 	}
 	// DRIVER_SENSE (0x08) with GOOD status is how ATA PASS-THROUGH with
 	// CK_COND returns its registers; any other host/driver status fails.
