@@ -1,5 +1,5 @@
 // Package image builds Stowage's bootable image: Debian's kernel, an
-// initramfs (newc cpio, gzip) holding our init, hwmgr, a u-root busybox
+// initramfs (newc cpio, gzip) holding our init, hwmgr, osd, a u-root busybox
 // for the rescue shell, smartctl with its libraries and the kernel modules
 // the hardware needs, a manifest with the SHA-256 of every artifact, and
 // an iPXE script.
@@ -295,9 +295,7 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 	must(t.CharDev("/dev/null", 0o666, 1, 3))
 	must(t.HostFile("/init", filepath.Join(bin, "init"), 0o755))
 	must(t.HostFile("/bin/hwmgr", filepath.Join(bin, "hwmgr"), 0o755))
-	if _, err := os.Stat(filepath.Join(bin, "osd")); err == nil {
-		must(t.HostFile("/bin/osd", filepath.Join(bin, "osd"), 0o755))
-	}
+	must(t.HostFile("/bin/osd", filepath.Join(bin, "osd"), 0o755))
 	must(t.HostFile("/bin/bb", bb, 0o755))
 	rescue := slices.Sorted(slices.Values(c.Rescue))
 	for _, cmd := range rescue {
@@ -371,10 +369,7 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 func (c *Config) goBuild(ctx context.Context, dir string) error {
 	ldflags := "-s -w -buildid= -X main.version=" + c.Version
 	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=" + ldflags, "-o", dir + "/",
-		"./bootstrap/cmd/init", "./hwmgr/cmd/hwmgr"}
-	if _, err := os.Stat(filepath.Join(c.SourceDir, "osd", "cmd", "osd")); err == nil {
-		args = append(args, "./osd/cmd/osd")
-	}
+		"./bootstrap/cmd/init", "./hwmgr/cmd/hwmgr", "./osd/cmd/osd"}
 	return c.run(ctx, c.SourceDir, args...)
 }
 

@@ -205,7 +205,7 @@ func TestBuildReproducible(t *testing.T) {
 		for _, a := range back.Contents {
 			contents[i][a.Name] = a.SHA256
 		}
-		for _, want := range []string{"/init", "/bin/hwmgr", "/bin/bb", "/usr/sbin/smartctl"} {
+		for _, want := range []string{"/init", "/bin/hwmgr", "/bin/osd", "/bin/bb", "/usr/sbin/smartctl"} {
 			if !slices.ContainsFunc(back.Contents, func(a Artifact) bool { return a.Name == want }) {
 				t.Errorf("manifest contents lack %s", want)
 			}
