@@ -290,12 +290,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(paths) == 0 {
 		return fmt.Errorf("no drives (-devices %q)", c.devices)
 	}
-	// Listen first, so that a busy port fails fast.
+	// Listen and serve first: /healthz answers and /readyz says 503
+	// while the drives are opened and recovered (which takes a while on
+	// big drives); block routes answer 503 not-ready meanwhile.
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	be := &late{}
+	api := server.New(server.Config{
+		Store: be, Admin: be, Status: be.Status, Ready: be.ready,
+		Tokens: server.NewTokens(read, admin), Logger: log, Context: runCtx,
+	})
+	hs := server.HTTPServer(api, c.timeouts, log)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	defer hs.Close()
+
 	devs, err := openDevices(paths, c.sysRoot, c.zoneSize, log)
 	if err != nil {
 		return err
@@ -310,17 +324,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go st.Run(runCtx)
-
-	api := server.New(server.Config{
-		Store: st, Admin: st, Status: st.Status,
-		Tokens: server.NewTokens(read, admin), Logger: log, Context: runCtx,
-	})
-	hs := server.HTTPServer(api, c.timeouts, log)
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	be.set(st)
 	log.Info(fmt.Sprintf("osd API ready on http://%s", ln.Addr()), "drives", len(devs), "code", fmt.Sprintf("%d+%d", c.k, c.m))
 	select {
 	case <-ctx.Done():
