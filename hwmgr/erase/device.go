@@ -327,6 +327,19 @@ var TempPassword = scsi.Password{'s', 't', 'o', 'w', 'a', 'g', 'e', '-', 'e', 'r
 // security disabled (else the password is removed and the erase fails).
 type ATASecurityErase struct {
 	Enhanced bool
+
+	open func(path string) (ataDrive, error) // nil: scsi.Open (tests model a drive)
+}
+
+// ataDrive is the security feature set of a SATA drive (*scsi.Device).
+type ataDrive interface {
+	Path() string
+	Close() error
+	ATAIdentifyDevice(ctx context.Context) (scsi.Identify, error)
+	ATASecuritySetPassword(ctx context.Context, pw scsi.Password) error
+	ATASecurityErasePrepare(ctx context.Context) error
+	ATASecurityEraseUnit(ctx context.Context, pw scsi.Password, enhanced bool, timeout time.Duration) error
+	ATASecurityDisablePassword(ctx context.Context, pw scsi.Password) error
 }
 
 // Name implements Method.
@@ -343,11 +356,15 @@ func (ATASecurityErase) Expect() Expect { return Expect{} }
 
 func (ATASecurityErase) erasesWholeDevice() {}
 
-func (m ATASecurityErase) check(ctx context.Context, dev zone.Device) (*scsi.Device, scsi.Identify, error) {
+func (m ATASecurityErase) check(ctx context.Context, dev zone.Device) (ataDrive, scsi.Identify, error) {
 	if err := conventionalOnly(dev, m.Name()); err != nil {
 		return nil, scsi.Identify{}, err
 	}
-	d, err := scsi.Open(dev.Info().Path)
+	open := m.open
+	if open == nil {
+		open = func(p string) (ataDrive, error) { return scsi.Open(p) }
+	}
+	d, err := open(dev.Info().Path)
 	if err != nil {
 		return nil, scsi.Identify{}, unsupported(dev, "%v", err)
 	}
@@ -358,7 +375,7 @@ func (m ATASecurityErase) check(ctx context.Context, dev zone.Device) (*scsi.Dev
 			err = errors.New("enhanced security erase not supported")
 		}
 		if err != nil {
-			err = unsupported(dev, "ATA drive %q: %v", id.Model, err)
+			err = fmt.Errorf("erase: %s: ATA drive %q: %w: %w", dev.Info().Path, id.Model, err, ErrUnsupported)
 		}
 	} else {
 		err = unsupported(dev, "not an ATA drive (IDENTIFY DEVICE through ATA PASS-THROUGH failed: %v)", err)
@@ -388,12 +405,10 @@ func (m ATASecurityErase) Erase(ctx context.Context, dev zone.Device, spans []Sp
 		minutes = id.EnhancedEraseMinutes
 	}
 	timeout := time.Duration(max(minutes, 60)) * 2 * time.Minute // twice the drive's estimate, at least 2 h
-	if err := deviceError(d.ATASecuritySetPassword(ctx, TempPassword), "ata security set password"); err != nil {
-		return err
-	}
 	defer func() {
 		// Security must be disabled again (ERASE UNIT does it): check,
-		// and remove the password if it is still set.
+		// and remove the password if it is still set (also after a
+		// failed SET PASSWORD or ERASE UNIT).
 		after, ierr := d.ATAIdentifyDevice(context.WithoutCancel(ctx))
 		if ierr != nil {
 			err = errors.Join(err, fmt.Errorf("erase: %s: identify after security erase: %w", d.Path(), ierr))
@@ -404,6 +419,9 @@ func (m ATASecurityErase) Erase(ctx context.Context, dev zone.Device, spans []Sp
 			err = errors.Join(err, fmt.Errorf("erase: %s: security still enabled after the erase (password removed: %v)", d.Path(), derr == nil), derr)
 		}
 	}()
+	if err := deviceError(d.ATASecuritySetPassword(ctx, TempPassword), "ata security set password"); err != nil {
+		return err
+	}
 	if err := deviceError(d.ATASecurityErasePrepare(ctx), "ata security erase prepare"); err != nil {
 		return err
 	}

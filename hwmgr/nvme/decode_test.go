@@ -1,10 +1,13 @@
 package nvme
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // identifyController builds an Identify Controller page with the fields
@@ -183,4 +186,29 @@ func FuzzParseNamespaceList(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWaitSanitize: progress reported from the log until the state leaves
+// in-progress; a failed sanitize and a cancelled wait are errors.
+func TestWaitSanitize(t *testing.T) {
+	seq := []SanitizeStatus{{State: SanitizeInProgress, Progress: 0.25}, {State: SanitizeInProgress, Progress: 0.75}, {State: SanitizeDone}}
+	var got []float64
+	i := 0
+	log := func(context.Context) (SanitizeStatus, error) { s := seq[min(i, len(seq)-1)]; i++; return s, nil }
+	if _, err := waitSanitize(context.Background(), "nvme0", time.Millisecond, log, func(f float64) { got = append(got, f) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []float64{0.25, 0.75, 1}) {
+		t.Errorf("progress %v", got)
+	}
+	fail := func(context.Context) (SanitizeStatus, error) { return SanitizeStatus{State: SanitizeFailed}, nil }
+	if _, err := waitSanitize(context.Background(), "nvme0", time.Millisecond, fail, func(float64) {}); err == nil || !strings.Contains(err.Error(), "failed") {
+		t.Errorf("failed sanitize: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	busy := func(context.Context) (SanitizeStatus, error) { return SanitizeStatus{State: SanitizeInProgress}, nil }
+	if _, err := waitSanitize(ctx, "nvme0", time.Hour, busy, func(float64) {}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled wait: %v", err)
+	}
 }

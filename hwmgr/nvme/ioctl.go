@@ -280,8 +280,13 @@ func (d *Device) Sanitize(ctx context.Context, action uint8, pattern uint32) err
 // ends, calling progress with the fraction done. It returns an error when the
 // log says the sanitize failed.
 func (d *Device) WaitSanitize(ctx context.Context, interval time.Duration, progress func(float64)) (SanitizeStatus, error) {
+	return waitSanitize(ctx, d.path, interval, d.SanitizeLog, progress)
+}
+
+// waitSanitize is WaitSanitize's loop over any source of the log page.
+func waitSanitize(ctx context.Context, path string, interval time.Duration, log func(context.Context) (SanitizeStatus, error), progress func(float64)) (SanitizeStatus, error) {
 	for {
-		s, err := d.SanitizeLog(ctx)
+		s, err := log(ctx)
 		if err != nil {
 			return s, err
 		}
@@ -289,16 +294,16 @@ func (d *Device) WaitSanitize(ctx context.Context, interval time.Duration, progr
 		case SanitizeInProgress:
 			progress(s.Progress)
 		case SanitizeFailed:
-			return s, fmt.Errorf("nvme: %s: sanitize failed (log state %d)", d.path, s.State)
+			return s, fmt.Errorf("nvme: %s: sanitize failed (log state %d)", path, s.State)
 		case SanitizeNever:
-			return s, fmt.Errorf("nvme: %s: sanitize log says no sanitize ran", d.path)
+			return s, fmt.Errorf("nvme: %s: sanitize log says no sanitize ran", path)
 		default:
 			progress(1)
 			return s, nil
 		}
 		select {
 		case <-ctx.Done():
-			return s, fmt.Errorf("nvme: %s: waiting for sanitize at %.0f%%: %w", d.path, 100*s.Progress, ctx.Err())
+			return s, fmt.Errorf("nvme: %s: waiting for sanitize at %.0f%%: %w", path, 100*s.Progress, ctx.Err())
 		case <-time.After(interval):
 		}
 	}

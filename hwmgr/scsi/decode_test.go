@@ -1,10 +1,12 @@
 package scsi
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // identifyPage builds IDENTIFY DEVICE data with security word w128 and
@@ -211,4 +213,33 @@ func FuzzParseOpcodes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWaitReady: REQUEST SENSE polled while a sanitize runs, progress from
+// the sense-key-specific field; a medium error after it fails.
+func TestWaitReady(t *testing.T) {
+	seq := [][]byte{
+		{0x70, 0, 0x02, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x04, 0x1b, 0, 0x80, 0x40, 0x00},
+		{0x70, 0, 0x02, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x04, 0x1b, 0, 0x80, 0xc0, 0x00},
+		{0x70, 0, 0x00, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	}
+	i := 0
+	src := func(context.Context) (Sense, error) {
+		s, err := ParseSense(seq[min(i, len(seq)-1)])
+		i++
+		return s, err
+	}
+	var got []float64
+	if err := waitReady(context.Background(), "sdx", time.Millisecond, src, func(f float64) { got = append(got, f) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0] != 0.25 || got[1] != 0.75 || got[2] != 1 {
+		t.Errorf("progress %v", got)
+	}
+	medium := func(context.Context) (Sense, error) {
+		return ParseSense([]byte{0x70, 0, 0x03, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x31, 0, 0, 0, 0, 0})
+	}
+	if err := waitReady(context.Background(), "sdx", time.Millisecond, medium, func(float64) {}); err == nil {
+		t.Error("medium error after sanitize accepted")
+	}
 }

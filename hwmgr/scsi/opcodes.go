@@ -143,15 +143,20 @@ func (d *Device) RequestSense(ctx context.Context) (Sense, error) {
 // NOT READY with a format or sanitize in progress, calling progress with the
 // fraction done; it returns when the device is ready again.
 func (d *Device) WaitReady(ctx context.Context, interval time.Duration, progress func(float64)) error {
+	return waitReady(ctx, d.path, interval, d.RequestSense, progress)
+}
+
+// waitReady is WaitReady's loop over any source of sense data.
+func waitReady(ctx context.Context, path string, interval time.Duration, sense func(context.Context) (Sense, error), progress func(float64)) error {
 	for {
-		s, err := d.RequestSense(ctx)
+		s, err := sense(ctx)
 		if err != nil {
 			return err
 		}
 		busy := s.Key == KeyNotReady && s.ASC == 0x04 && (s.ASCQ == 0x04 || s.ASCQ == 0x1b)
 		if !busy {
-			if s.Key == KeyMediumError || s.Key == KeyHardwareError || (s.ASC == 0x31) {
-				return fmt.Errorf("scsi: %s: after sanitize/format: %s", d.path, s)
+			if s.Key == KeyMediumError || s.Key == KeyHardwareError || s.ASC == 0x31 {
+				return fmt.Errorf("scsi: %s: after sanitize/format: %s", path, s)
 			}
 			progress(1)
 			return nil
@@ -161,7 +166,7 @@ func (d *Device) WaitReady(ctx context.Context, interval time.Duration, progress
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("scsi: %s: waiting for the device: %w", d.path, ctx.Err())
+			return fmt.Errorf("scsi: %s: waiting for the device: %w", path, ctx.Err())
 		case <-time.After(interval):
 		}
 	}
