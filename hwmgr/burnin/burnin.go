@@ -62,6 +62,16 @@ type Config struct {
 	SMARTDevice string
 	SMARTType   string
 	Health      health.Config
+	// SelfTest, with SelfTestKind "short" or "long", runs the drive's SMART
+	// self-test after the baseline and before the passes (not again on a
+	// resumed run): polled every SelfTestPoll (default 10s) for at most
+	// SelfTestTimeout (default 15 minutes short, 24 hours long). A failed
+	// or unfinished self-test fails the drive; a drive in standby is not
+	// woken for it.
+	SelfTest        SelfTester
+	SelfTestKind    string
+	SelfTestPoll    time.Duration
+	SelfTestTimeout time.Duration
 	// Started, when set, is the run's start time as checkpoints record it
 	// (the daemon derives Seed from it with SeedFor); default Now().
 	Started time.Time
@@ -149,6 +159,8 @@ type Report struct {
 	Mismatches    []Mismatch     `json:"mismatches,omitempty"`
 	MismatchCount int            `json:"mismatch_count"`
 	SMART         *health.Result `json:"smart,omitempty"`
+	// SelfTest is the passed SMART self-test's log entry.
+	SelfTest *smart.SelfTest `json:"self_test,omitempty"`
 
 	writeDur, readDur time.Duration
 }
@@ -198,6 +210,22 @@ func (c *Config) fill() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	switch c.SelfTestKind {
+	case "", "none":
+		c.SelfTestKind = ""
+	case "short", "long":
+	default:
+		return fmt.Errorf("burnin: self-test kind %q: short, long or none", c.SelfTestKind)
+	}
+	if c.SelfTestPoll <= 0 {
+		c.SelfTestPoll = 10 * time.Second
+	}
+	if c.SelfTestTimeout <= 0 {
+		c.SelfTestTimeout = 15 * time.Minute
+		if c.SelfTestKind == "long" {
+			c.SelfTestTimeout = 24 * time.Hour
+		}
 	}
 	if c.Resume.Kind != "" && c.Resume.Kind != TaskKind {
 		return fmt.Errorf("burnin: cannot resume a %q task", c.Resume.Kind)
@@ -307,6 +335,11 @@ func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Rep
 	}()
 	if cfg.SMART != nil {
 		w.before = w.smartSample(ctx)
+	}
+	if cfg.SelfTest != nil && cfg.SelfTestKind != "" && first == 0 && firstRegion == 0 {
+		if err := w.selfTest(ctx); err != nil {
+			return rep, err
+		}
 	}
 	for si := first; si < len(steps) && rep.Pass; si++ {
 		pass := si/2 + 1

@@ -32,7 +32,8 @@ type jobConfig struct {
 	ReportDir     string
 	ZoneSize      int64 // burn-in region (emulated zone) on conventional drives
 	Siblings      burnin.SiblingRule
-	SMART         burnin.SMART // nil: no SMART baseline / after-sample
+	SMART         burnin.SMART      // nil: no SMART baseline / after-sample
+	SelfTest      burnin.SelfTester // nil: no SMART self-test
 	SysRoot       string
 	ProgressEvery time.Duration // at most one job.progress event per drive this often
 }
@@ -424,6 +425,12 @@ func (m *jobManager) burnOne(r *jobRun) (*burnin.Report, error) {
 		},
 		Progress: func(p burnin.Progress) { m.progress(r, p.Step, p.Done, p.Total, p.ETA) },
 		Logger:   m.log.With("drive", r.id, "job", "burnin"),
+	}
+	if m.cfg.SelfTest != nil && r.params.SelfTest != "none" {
+		cfg.SelfTest, cfg.SelfTestKind = m.cfg.SelfTest, r.params.SelfTest
+		if cfg.SelfTestKind == "" {
+			cfg.SelfTestKind = "short"
+		}
 	}
 	var rep *burnin.Report
 	err := m.batch.One(r.ctx, lifecycle.ActBurnIn, target.Spec{Drive: td, ZoneSize: m.zoneSize(r.ident), Serial: td.Serial},

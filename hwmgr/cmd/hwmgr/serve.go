@@ -257,6 +257,7 @@ func newDaemon(ctx context.Context, o options, log *slog.Logger, kernel *ioError
 	}
 	if o.Smartctl != "" {
 		jc.SMART = smart.Runner{Path: o.Smartctl, Timeout: o.SmartTimeout}
+		jc.SelfTest = burnin.Smartctl{Path: o.Smartctl, Timeout: o.SmartTimeout}
 	}
 	jobs := newJobManager(ctx, jc, n, cfg.Labels.(*labelStore), log.With("component", "jobs"))
 	a := api.New(api.Config{Node: n, Tokens: api.NewTokens(o.ReadTokens, o.AdminTokens), Metrics: m.Handler(),
