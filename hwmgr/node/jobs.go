@@ -125,3 +125,16 @@ func (n *Node) SetJob(ref string, j Job, typ string) error {
 	}
 	return nil
 }
+
+// SetLabel records a drive's label as a caller that just wrote it (a job's
+// checkpoint) read it back, sparing RefreshLabel's extra read of the device.
+func (n *Node) SetLabel(ref string, l Label) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d := n.find(ref)
+	if d == nil {
+		return fmt.Errorf("%w: %q", ErrNotFound, ref)
+	}
+	d.Label, d.LabelError = l, ""
+	return nil
+}

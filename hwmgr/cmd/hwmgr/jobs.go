@@ -417,9 +417,9 @@ func (m *jobManager) burnOne(r *jobRun) (*burnin.Report, error) {
 		Seed: burnin.SeedFor(td.Serial, r.params.Started), Resume: r.resume,
 		SMART: m.cfg.SMART, SMARTDevice: r.ident.DevPath,
 		Checkpoint: func(ctx context.Context, t label.Task) error {
-			_, err := m.labels.update(ctx, r.ident, func(rec *label.Record) error { rec.Task = t; return nil })
+			l, err := m.labels.update(ctx, r.ident, func(rec *label.Record) error { rec.Task = t; return nil })
 			if err == nil {
-				_, _ = m.node.RefreshLabel(ctx, r.id)
+				_ = m.node.SetLabel(r.id, l)
 			}
 			return err
 		},
