@@ -119,7 +119,7 @@ func jobCommand(ctx context.Context, kind node.JobKind, args []string, stdout, s
 			fs.Float64Var(&body.Share, "share", 0, "share of the drive burned in, (0, 1] (0: all)")
 			fs.StringVar(&body.SelfTest, "self-test", "", "SMART self-test: short (default), long or none")
 		} else {
-			fs.StringVar(&body.Method, "method", "", "auto (default), overwrite-zeros or zone-reset")
+			fs.StringVar(&body.Method, "method", "", "auto (default: strongest the drive supports, with fallbacks) or one method by name (see hwmgr/erase)")
 			fs.BoolVar(&body.Retire, "retire", false, "retire the drive after a passed erase (else it becomes ready)")
 		}
 	case "status":

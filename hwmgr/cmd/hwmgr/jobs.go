@@ -47,6 +47,7 @@ type jobParams struct {
 	SelfTest string    `json:"self_test,omitempty"`
 	Method   string    `json:"method,omitempty"`
 	Retire   bool      `json:"retire,omitempty"`
+	ZoneSize int64     `json:"zone_size,omitempty"` // regions of this run (a resumed run must use the same)
 	Started  time.Time `json:"started"`
 	Batch    string    `json:"batch,omitempty"`
 }
@@ -119,9 +120,6 @@ func (p jobParams) validate(k node.JobKind) error {
 	if !slices.Contains([]string{"", "short", "long", "none"}, p.SelfTest) {
 		return fmt.Errorf("%w: self_test %q: short, long or none", node.ErrBadRequest, p.SelfTest)
 	}
-	if !slices.Contains([]string{"", "auto", "overwrite-zeros", "zone-reset"}, p.Method) {
-		return fmt.Errorf("%w: method %q: auto, overwrite-zeros or zone-reset", node.ErrBadRequest, p.Method)
-	}
 	if k == node.JobBurnIn && (p.Method != "" || p.Retire) {
 		return fmt.Errorf("%w: method and retire are erase parameters", node.ErrBadRequest)
 	}
@@ -176,6 +174,7 @@ func (m *jobManager) Start(ctx context.Context, req node.JobRequest) ([]node.Job
 	runs := make([]*jobRun, len(picks))
 	for i, pk := range picks {
 		r := &jobRun{id: pk.d.ID, ident: pk.d.Identity, kind: req.Kind, params: p}
+		r.params.ZoneSize = m.zoneSize(r.ident)
 		r.job = node.Job{Kind: req.Kind, State: node.JobQueued, Drive: r.id, Device: r.ident.Name, Batch: p.Batch, Started: p.Started, Updated: p.Started}
 		m.active[r.id] = r
 		runs[i] = r
@@ -189,6 +188,12 @@ func (m *jobManager) Start(ctx context.Context, req node.JobRequest) ([]node.Job
 		m.mu.Unlock()
 	}
 	for _, pk := range picks {
+		if req.Kind == node.JobErase {
+			if _, _, err := erase.Choose(eraseInfo(pk.d.Identity), p.Method); err != nil {
+				release(runs)
+				return nil, fmt.Errorf("drive %s: %w: %w", pk.d.ID, node.ErrBadRequest, err)
+			}
+		}
 		if err := m.guard(ctx, pk.d, act, pk.serial); err != nil {
 			release(runs)
 			return nil, fmt.Errorf("drive %s (%s): %w", pk.d.ID, pk.d.Identity.DevPath, err)
@@ -314,7 +319,15 @@ func (m *jobManager) targetDrive(id node.Identity) target.Drive {
 	return d
 }
 
-// zoneSize is the region (emulated zone) size of a job on a conventional
+// regionSize is the region size of r: the one recorded when it started.
+func (m *jobManager) regionSize(r *jobRun) int64 {
+	if r.params.ZoneSize > 0 {
+		return r.params.ZoneSize
+	}
+	return m.zoneSize(r.ident)
+}
+
+// zoneSize is the region (emulated zone) size of a new job on a conventional
 // drive: -burnin-region-size, else zone.DefaultZoneSize halved until a
 // small drive holds at least four regions (not below 4 MiB).
 func (m *jobManager) zoneSize(id node.Identity) int64 {
@@ -433,7 +446,7 @@ func (m *jobManager) burnOne(r *jobRun) (*burnin.Report, error) {
 		}
 	}
 	var rep *burnin.Report
-	err := m.batch.One(r.ctx, lifecycle.ActBurnIn, target.Spec{Drive: td, ZoneSize: m.zoneSize(r.ident), Serial: td.Serial},
+	err := m.batch.One(r.ctx, lifecycle.ActBurnIn, target.Spec{Drive: td, ZoneSize: m.regionSize(r), Serial: td.Serial},
 		func(ctx context.Context, dev zone.Device) (err error) {
 			m.progress(r, "start", 0, 0, 0)
 			rep, err = burnin.Run(ctx, dev, td, cfg)
@@ -453,35 +466,26 @@ func (m *jobManager) runErase(rs []*jobRun) {
 	wg.Wait()
 }
 
-// eraseMethod picks the erase method: by name, or for "auto" the
-// strongest this build knows for the device (a zone reset of every zone on
-// a zoned drive, else an overwrite with zeros).
-func eraseMethod(dev zone.Device, name string) (erase.Method, error) {
-	switch name {
-	case "overwrite-zeros":
-		return erase.Overwrite{}, nil
-	case "zone-reset":
-		return erase.ZoneReset{}, nil
-	case "", "auto":
-		if dev.Info().Kind == zone.KindZoned {
-			return erase.ZoneReset{}, nil
-		}
-		return erase.Overwrite{}, nil
+// eraseInfo is what erase.Choose needs of a drive before it is opened.
+func eraseInfo(id node.Identity) zone.Info {
+	info := zone.Info{Path: id.DevPath, Kind: zone.KindEmulated}
+	if id.Zoned == "host-managed" || id.Zoned == "host-aware" {
+		info.Kind = zone.KindZoned
 	}
-	return nil, fmt.Errorf("%w: erase method %q", node.ErrBadRequest, name)
+	return info
 }
 
 func (m *jobManager) eraseOne(r *jobRun) (*erase.Report, error) {
 	td := m.targetDrive(r.ident)
 	var rep *erase.Report
-	err := m.batch.One(r.ctx, lifecycle.ActErase, target.Spec{Drive: td, ZoneSize: m.zoneSize(r.ident), Serial: td.Serial},
+	err := m.batch.One(r.ctx, lifecycle.ActErase, target.Spec{Drive: td, ZoneSize: m.regionSize(r), Serial: td.Serial},
 		func(ctx context.Context, dev zone.Device) (err error) {
-			meth, err := eraseMethod(dev, r.params.Method)
+			meth, fallback, err := erase.Choose(dev.Info(), r.params.Method)
 			if err != nil {
-				return err
+				return fmt.Errorf("%w: %w", node.ErrBadRequest, err)
 			}
 			m.progress(r, "start", 0, 0, 0)
-			rep, err = erase.Run(ctx, dev, td, erase.Config{Method: meth, Seed: burnin.SeedFor(td.Serial, r.params.Started),
+			rep, err = erase.Run(ctx, dev, td, erase.Config{Method: meth, Fallback: fallback, Seed: burnin.SeedFor(td.Serial, r.params.Started),
 				Progress: func(p erase.Progress) { m.progress(r, p.Step, p.Done, p.Total, p.ETA) },
 				Logger:   m.log.With("drive", r.id, "job", "erase")})
 			return err

@@ -327,6 +327,10 @@ func TestDaemonJobGuardRails(t *testing.T) {
 	if loopdev.Hash(t, okDev) != before || td.drive(t, name(okDev)).Label.State != node.StateNew {
 		t.Fatal("a drive of a refused batch was touched")
 	}
+	status, resp = td.request(t, router, "POST", "/v1/erase", tAdmin, `{"drives":[{"drive":"`+name(okDev)+`"}],"method":"bogus"}`)
+	if status != 422 || loopdev.Hash(t, okDev) != before || td.drive(t, name(okDev)).Label.State != node.StateNew {
+		t.Fatalf("erase with an unknown method: %d %s", status, resp)
+	}
 
 	// Virtual devices: without -jobs-allow-lab the loop devices are
 	// refused as what they are.
