@@ -485,3 +485,43 @@ func TestCLIBurnIn(t *testing.T) {
 		t.Fatalf("unknown subcommand: exit %d", code)
 	}
 }
+
+// TestDaemonEraseRestartsAfterRestart: the daemon is stopped mid-erase; the
+// drive stays erasing in its label (with the erase task); a new daemon
+// restarts the erase from the start (erase is idempotent) and the drive
+// ends retired, as the recorded parameters asked.
+func TestDaemonEraseRestartsAfterRestart(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	dev, _ := loopDevice(t, dir, "e.img", 26<<20)
+	id := filepath.Base(dev)
+	loopdev.Throttle(t, 4<<20, dev)
+	td := jobDaemon(t, dir, nil)
+	router := openAPI(t)
+	if status, resp := td.request(t, router, "POST", "/v1/erase", tAdmin, `{"drives":[{"drive":"`+id+`"}],"method":"overwrite-zeros","retire":true}`); status != 202 {
+		t.Fatalf("start: %d %s", status, resp)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		d := td.drive(t, id)
+		if d.Job != nil && d.Job.Step == "erase" && d.Job.DoneBytes >= 4<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("erase not under way within a minute: %+v", d.Job)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	td.stop(t)
+	if rec := readLabel(t, dev); rec.State != lifecycle.Erasing || rec.Task.Kind != "erase" {
+		t.Fatalf("label after the stop: state %s task %+v", rec.State, rec.Task)
+	}
+	td2 := jobDaemon(t, dir, nil)
+	j := td2.waitJob(t, router, id, node.JobErase, 2*time.Minute)
+	if j.State != node.JobPassed || !j.Resumed {
+		t.Fatalf("restarted erase: %+v", j)
+	}
+	if rec := readLabel(t, dev); rec.State != lifecycle.Retired || rec.Task.Kind != "" {
+		t.Fatalf("after the restarted erase: state %s task %+v", rec.State, rec.Task)
+	}
+}
