@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stowage/stowage/hwmgr/label"
@@ -38,4 +40,33 @@ func FuzzParamsOf(f *testing.F) {
 			t.Fatalf("round trip of %+v: %+v", p, q)
 		}
 	})
+}
+
+// TestControllerOf: the job limiter's key is the last PCI function on the
+// drive's sysfs path (two SATA disks on one AHCI share it, an NVMe drive
+// has its own), "virtual" for virtual devices, else the device name.
+func TestControllerOf(t *testing.T) {
+	root := t.TempDir()
+	for name, target := range map[string]string{
+		"sda":     "devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda",
+		"sdb":     "devices/pci0000:00/0000:00:1f.2/ata2/host1/target1:0:0/1:0:0:0/block/sdb",
+		"nvme0n1": "devices/pci0000:00/0000:00:02.0/0000:03:00.0/nvme/nvme0/nvme0n1",
+		"loop3":   "devices/virtual/block/loop3",
+	} {
+		if err := os.MkdirAll(filepath.Join(root, target), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, "class/block"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("../..", target), filepath.Join(root, "class/block", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]string{"sda": "pci:0000:00:1f.2", "sdb": "pci:0000:00:1f.2", "nvme0n1": "pci:0000:03:00.0",
+		"loop3": "virtual", "sdz": "sdz"} {
+		if got := controllerOf(root, name); got != want {
+			t.Errorf("%s: controller %q, want %q", name, got, want)
+		}
+	}
 }
