@@ -543,6 +543,10 @@ type SlotStatus struct {
 	// ReadErrors counts fragment reads of this slot that failed with an
 	// I/O error since Open (the drive, not the data: a hint for hwmgr).
 	ReadErrors int64
+	// From the slot's engine (zero when lost): fragments held, bytes of
+	// all extents, free bytes, bytes of live records.
+	Fragments                 int
+	Capacity, Free, LiveBytes int64
 }
 
 // Status describes the volume.
@@ -565,6 +569,8 @@ func (v *Volume) Status() Status {
 			ss.State = "lost"
 		} else {
 			ss.Device = s.dev.Info().Path
+			es := s.eng.Stats()
+			ss.Fragments, ss.Capacity, ss.Free, ss.LiveBytes = es.Blocks, es.Capacity, es.FreeBytes, es.LiveBytes
 			if s.area != nil {
 				if rec, ok := s.area.Current(); ok {
 					ss.Serial, ss.WWN = rec.Serial, rec.WWN
