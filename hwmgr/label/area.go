@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/zone"
@@ -72,6 +75,11 @@ type Area struct {
 	stale   bool   // a write failed: rescan before the next one
 	now     func() time.Time
 	name    string // for errors
+	// lockPath, when set, is the device node (or file) flock(2)ed around
+	// every read-modify-write, so that label areas opened by other
+	// processes (hwmgr and the OSD both open a drive's label) or by
+	// other Areas in this one never write over each other's records.
+	lockPath string
 }
 
 // Options configure an Area. The zero value is ready to use.
@@ -80,6 +88,13 @@ type Options struct {
 	Now func() time.Time
 	// Name names the device in errors (Open uses the zone.Device's path).
 	Name string
+	// LockPath is the device node or file to flock(2) around each
+	// update (Open uses the zone.Device's path). Every update then
+	// re-reads the area first, so writers in several processes take
+	// turns and each builds on the newest record. A path that is neither
+	// a block device nor a regular file (an in-memory test device) is
+	// not locked; then only one Area per device may write.
+	LockPath string
 }
 
 // Open opens the label area of a zone.Device: zones 0 and 1 of a zoned
@@ -87,6 +102,9 @@ type Options struct {
 func Open(ctx context.Context, d zone.Device, opts Options) (*Area, error) {
 	if opts.Name == "" {
 		opts.Name = d.Info().Path
+	}
+	if opts.LockPath == "" {
+		opts.LockPath = d.Info().Path
 	}
 	if d.Info().Kind == zone.KindZoned {
 		return OpenZoned(ctx, d, opts)
@@ -141,6 +159,10 @@ func OpenZoned(ctx context.Context, d ZonedDevice, opts Options) (*Area, error) 
 
 func newArea(d Device, opts Options) *Area {
 	a := &Area{dev: d, now: opts.Now, name: opts.Name}
+	if st, err := os.Stat(opts.LockPath); opts.LockPath != "" && err == nil &&
+		(st.Mode().IsRegular() || (st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0)) {
+		a.lockPath = opts.LockPath
+	}
 	if a.name == "" {
 		a.name = "device"
 	}
@@ -295,9 +317,11 @@ func (a *Area) Rescan(ctx context.Context) error {
 func (a *Area) Update(ctx context.Context, fn func(r *Record) error) (Record, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.rescanIfStale(ctx); err != nil {
+	unlock, err := a.lockDevice(ctx)
+	if err != nil {
 		return Record{}, err
 	}
+	defer unlock()
 	r := cloneRecord(a.newest)
 	r.Time = time.Time{} // the new record's time: now, unless fn sets one
 	if err := fn(&r); err != nil {
@@ -314,17 +338,45 @@ func (a *Area) Update(ctx context.Context, fn func(r *Record) error) (Record, er
 func (a *Area) Write(ctx context.Context, r Record) (Record, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.rescanIfStale(ctx); err != nil {
+	unlock, err := a.lockDevice(ctx)
+	if err != nil {
 		return Record{}, err
 	}
+	defer unlock()
 	return a.write(ctx, r)
 }
 
-func (a *Area) rescanIfStale(ctx context.Context) error {
-	if !a.stale {
-		return nil
+// lockDevice takes the device's flock (when it has a lock path) and
+// brings the area up to date for a write: a full rescan when locked
+// (another process may have written since), else only after a failed
+// write. The caller holds a.mu and calls unlock after writing.
+func (a *Area) lockDevice(ctx context.Context) (unlock func(), err error) {
+	unlock = func() {}
+	if a.lockPath != "" {
+		f, err := os.Open(a.lockPath)
+		if err != nil {
+			return nil, fmt.Errorf("label: %s: open for lock: %w", a.name, err)
+		}
+		for {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("label: %s: flock: %w", a.name, err)
+		}
+		unlock = func() { f.Close() } // closing the last descriptor releases the lock
+		a.stale = true
 	}
-	return a.scan(ctx)
+	if a.stale {
+		if err := a.scan(ctx); err != nil {
+			unlock()
+			return nil, err
+		}
+	}
+	return unlock, nil
 }
 
 func (a *Area) write(ctx context.Context, r Record) (Record, error) {
