@@ -3,6 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
+
+	"github.com/stowage/stowage/hwmgr/label"
+	"github.com/stowage/stowage/hwmgr/lifecycle"
+	"github.com/stowage/stowage/osd/volume"
 )
 
 // AddDrive adds a new or replacement drive. A free one (checked as in
@@ -71,4 +75,123 @@ func (n *Node) RemoveDrive(ctx context.Context, path string) error {
 	n.log.Warn("node: drive removed", "drive", path)
 	n.poke()
 	return nil
+}
+
+// Drain moves a member drive's fragments onto a spare while the drive
+// keeps serving, so every block keeps all k+m fragments at every moment
+// (volume.Replace); Puts and Deletes meanwhile go to both. At the end the
+// spare holds the slot and the drained drive's label says drained, with
+// no owner: hwmgr may take it. Progress shows in Status().Jobs. Drain
+// blocks until done; on failure the spare is freed again and the drive
+// stays in service.
+func (n *Node) Drain(ctx context.Context, path string) error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return ErrClosed
+	}
+	d := n.byPath(path)
+	if d == nil {
+		n.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownDrive, path)
+	}
+	if d.role != RoleMember || d.vol == nil {
+		n.mu.Unlock()
+		return fmt.Errorf("%w: %s is %s, not a volume member", ErrBusy, path, d.role)
+	}
+	v, slot := d.vol, d.slot
+	target := n.spare()
+	if target == nil {
+		n.mu.Unlock()
+		return fmt.Errorf("%w: no spare drive to drain %s onto", ErrBusy, path)
+	}
+	if !v.busy.CompareAndSwap(false, true) {
+		n.mu.Unlock()
+		return fmt.Errorf("%w: volume %s has a rebuild or drain running", ErrBusy, v.id)
+	}
+	target.role, target.vol, target.slot = RoleTarget, v, slot
+	d.detail = "draining onto " + target.Path
+	n.mu.Unlock()
+	defer func() {
+		v.busy.Store(false)
+		n.poke()
+	}()
+
+	old, err := label.Open(ctx, d.Dev, label.Options{})
+	if err == nil {
+		_, err = old.Update(ctx, func(r *label.Record) error { r.State = lifecycle.Draining; return nil })
+	}
+	if err != nil {
+		n.undrain(ctx, d, target, nil)
+		return fmt.Errorf("node: drain %s: label: %w", path, err)
+	}
+	started := n.o.Now()
+	job := n.jobs.start(JobStatus{Kind: "drain", Volume: v.id.String(), Slot: slot, From: path, Target: target.Path,
+		Running: true, Progress: Progress{Started: started}})
+	n.log.Info("node: drain started", "drive", path, "target", target.Path, "volume", v.id.String(), "slot", slot)
+	res, err := v.v.Replace(ctx, slot, target.Dev, volume.RebuildOptions{Progress: func(p volume.Progress) {
+		e := eta(p, started, n.o.Now())
+		n.jobs.update(job, func(j *JobStatus) {
+			j.Progress = Progress{Done: p.Done, Total: p.Total, Bytes: p.Bytes, Started: started, ETA: e}
+		})
+	}})
+	n.jobs.update(job, func(j *JobStatus) {
+		j.Running, j.Finished = false, n.o.Now()
+		if err != nil {
+			j.Err = err.Error()
+		}
+	})
+	if err != nil {
+		n.undrain(ctx, d, target, old)
+		return fmt.Errorf("node: drain %s: %w", path, err)
+	}
+	n.stats.mu.Lock()
+	n.stats.moved += int64(res.Written)
+	n.stats.mu.Unlock()
+	_, lerr := old.Update(ctx, func(r *label.Record) error {
+		r.Owner, r.Payload, r.State = "", nil, lifecycle.Drained
+		return nil
+	})
+	n.mu.Lock()
+	target.role, target.detail = RoleMember, ""
+	d.role, d.detail, d.vol, d.slot = RoleDrained, "drained onto "+target.Path, nil, -1
+	n.mu.Unlock()
+	n.log.Info("node: drain done", "drive", path, "target", target.Path, "copied", res.Written)
+	if lerr != nil {
+		return fmt.Errorf("node: drain %s: done, but its label still names the volume: %w", path, lerr)
+	}
+	return nil
+}
+
+// undrain puts things back after a failed drain: the target is released
+// (data zones reset, label free) and becomes a spare; the drive's label
+// goes back to in-service if it is still a member.
+func (n *Node) undrain(ctx context.Context, d, target *drive, old *label.Area) {
+	ta, err := label.Open(ctx, target.Dev, label.Options{})
+	if err == nil {
+		if r, ok := ta.Current(); ok && r.Owner == volume.Owner && string(r.Payload) == volume.TargetPayload {
+			err = n.release(ctx, target, ta)
+		}
+	}
+	if old != nil {
+		if _, lerr := old.Update(ctx, func(r *label.Record) error {
+			if r.State == lifecycle.Draining {
+				r.State = lifecycle.InService
+			}
+			return nil
+		}); lerr != nil {
+			n.log.Warn("node: drain undone, but the label still says draining", "drive", d.Path, "err", lerr)
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	target.vol, target.slot = nil, -1
+	if err != nil {
+		target.role, target.detail = RoleError, fmt.Sprintf("not released after a failed drain: %v", err)
+	} else {
+		target.role, target.detail = RoleSpare, ""
+	}
+	if d.role == RoleMember {
+		d.detail = ""
+	}
 }

@@ -239,7 +239,7 @@ func (n *Node) classify(ctx context.Context, d *drive) (volume.UUID, bool) {
 		if err == nil {
 			return l.Volume, true
 		}
-		if len(rec.Payload) == 0 || bytes.Equal(rec.Payload, []byte(targetPayload)) {
+		if len(rec.Payload) == 0 || string(rec.Payload) == volume.TargetPayload {
 			// A rebuild or drain target whose job was cut short: ours
 			// and holding nothing a volume needs.
 			if err := n.release(ctx, d, a); err != nil {
@@ -320,10 +320,6 @@ func (r alignedReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return c, nil
 }
-
-// targetPayload marks a drive claimed as a rebuild or drain target while
-// the job runs (label owner "osd"). A restart finds it and frees it again.
-const targetPayload = "stowage-osd-target"
 
 // release clears an interrupted target's claim: its engine zones are
 // reset and its label goes back to no owner, state ready.

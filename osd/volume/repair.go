@@ -307,17 +307,9 @@ func (v *Volume) rebuildKey(ctx context.Context, key Key, slotIdx int) (byte, in
 	if err != nil {
 		return 'f', 0, err
 	}
-	frag := r.shards[slotIdx]
-	if slotIdx >= v.k {
-		sh := make([][]byte, v.k+v.m)
-		copy(sh, r.shards[:v.k])
-		for i := v.k; i < len(sh); i++ {
-			sh[i] = make([]byte, len(sh[0]))
-		}
-		if err := v.enc.Encode(sh); err != nil {
-			return 'f', r.bytes, fmt.Errorf("volume: encode: %w", err)
-		}
-		frag = sh[slotIdx]
+	frag, err := v.slotFragment(r, slotIdx)
+	if err != nil {
+		return 'f', r.bytes, err
 	}
 	if err := e.PutMeta(ctx, fragID(key, slotIdx), uint32(r.size), frag); err != nil {
 		return 'f', r.bytes, err

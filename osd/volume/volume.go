@@ -119,6 +119,9 @@ type slot struct {
 	// rebuilding: a replacement still being filled; its missing
 	// fragments say nothing about whether a block exists.
 	rebuilding bool
+	// mirror, during Replace: the engine of the drive taking over the
+	// slot; Puts and Deletes go to it too.
+	mirror *engine.Engine
 }
 
 // Volume is a set of k+m engines holding erasure-coded blocks. It is safe
@@ -466,7 +469,7 @@ func (v *Volume) Put(ctx context.Context, key Key, data []byte) (stored bool, er
 	if buf != nil {
 		defer v.bufs.Put(buf)
 	}
-	errs := make([]error, len(slots))
+	errs := make([]error, 2*len(slots))
 	var wg sync.WaitGroup
 	for i, s := range slots {
 		wg.Go(func() {
@@ -474,6 +477,13 @@ func (v *Volume) Put(ctx context.Context, key Key, data []byte) (stored bool, er
 				errs[i] = fmt.Errorf("volume: slot %d: %w", i, err)
 			}
 		})
+		if s.mirror != nil {
+			wg.Go(func() {
+				if err := s.mirror.PutMeta(ctx, fragID(key, i), uint32(len(data)), shards[i]); err != nil {
+					errs[len(slots)+i] = fmt.Errorf("volume: slot %d: replacement: %w", i, err)
+				}
+			})
+		}
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -813,6 +823,11 @@ func (v *Volume) Delete(ctx context.Context, key Key) error {
 				found[i] = true
 			case !errors.Is(err, engine.ErrNotFound):
 				errs[i] = fmt.Errorf("volume: slot %d: %w", i, err)
+			}
+			if s.mirror != nil {
+				if err := s.mirror.Delete(ctx, fragID(key, i)); err != nil && !errors.Is(err, engine.ErrNotFound) && errs[i] == nil {
+					errs[i] = fmt.Errorf("volume: slot %d: replacement: %w", i, err)
+				}
 			}
 		})
 	}
