@@ -94,6 +94,9 @@ type Options struct {
 	ScrubBytesPerSecond int64
 	// ScrubInterval is the pause between scrub passes. Default 24 h.
 	ScrubInterval time.Duration
+	// ScrubDelay is how long after Run starts the first pass begins
+	// (0: at once).
+	ScrubDelay time.Duration
 	// RepairQueue bounds the repair queue. Default 4096; beyond that,
 	// damage is left to the next scrub (counted as dropped).
 	RepairQueue int

@@ -41,29 +41,38 @@ func (n *Node) poke() {
 
 // scrubLoop runs scrub passes forever.
 func (n *Node) scrubLoop(ctx context.Context) error {
+	if err := n.scrubWait(ctx, n.o.ScrubDelay); err != nil {
+		return err
+	}
 	for {
 		if err := n.scrubPass(ctx); err != nil {
 			return err
 		}
-		next := n.o.Now().Add(n.o.ScrubInterval)
-		n.jobs.mu.Lock()
-		n.jobs.scrub.NextPass = next
-		n.jobs.mu.Unlock()
-		wait, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-n.scrubNow:
-				cancel()
-			case <-wait.Done():
-			}
-		}()
-		err := n.o.Sleep(wait, n.o.ScrubInterval)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := n.scrubWait(ctx, n.o.ScrubInterval); err != nil {
+			return err
 		}
-		_ = err // woken early by StartScrub
 	}
+}
+
+// scrubWait waits d (on the injected clock), or until StartScrub.
+func (n *Node) scrubWait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	n.jobs.mu.Lock()
+	n.jobs.scrub.NextPass = n.o.Now().Add(d)
+	n.jobs.mu.Unlock()
+	wait, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.scrubNow:
+			cancel()
+		case <-wait.Done():
+		}
+	}()
+	_ = n.o.Sleep(wait, d) // an early wake-up is StartScrub
+	return ctx.Err()
 }
 
 // scrubPass scrubs every volume once, at o.ScrubBytesPerSecond.
