@@ -23,16 +23,7 @@ import (
 // everything still reads.
 func TestDrain(t *testing.T) {
 	ctx := context.Background()
-	ds := open(t, loops(t, 8))
-	fs := make([]*zone.Faulty, len(ds))
-	for i := range ds {
-		f, err := zone.NewFaulty(ds[i].Dev, uint64(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fs[i] = f
-		ds[i].Dev, ds[i].Path = f, f.Info().Path
-	}
+	ds, fs := faulty(t, open(t, loops(t, 8)))
 	n, err := Open(ctx, ds, testOpts())
 	if err != nil {
 		t.Fatal(err)
@@ -149,16 +140,7 @@ func TestDrain(t *testing.T) {
 // drained drive serves until the switch), and the drain completes.
 func TestDrainWhileDegraded(t *testing.T) {
 	ctx := context.Background()
-	ds := open(t, loops(t, 7))
-	fs := make([]*zone.Faulty, len(ds))
-	for i := range ds {
-		f, err := zone.NewFaulty(ds[i].Dev, uint64(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fs[i] = f
-		ds[i].Dev, ds[i].Path = f, f.Info().Path
-	}
+	ds, fs := faulty(t, open(t, loops(t, 7)))
 	n, err := Open(ctx, ds, testOpts())
 	if err != nil {
 		t.Fatal(err)

@@ -197,3 +197,18 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 	return ctx.Err()
 }
+
+// faulty puts a fault injector in front of every drive.
+func faulty(t testing.TB, ds []Drive) ([]Drive, []*zone.Faulty) {
+	t.Helper()
+	fs := make([]*zone.Faulty, len(ds))
+	for i := range ds {
+		f, err := zone.NewFaulty(ds[i].Dev, uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs[i] = f
+		ds[i].Dev, ds[i].Path = f, f.Info().Path
+	}
+	return ds, fs
+}

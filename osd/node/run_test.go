@@ -120,16 +120,7 @@ func TestScrubProgressETA(t *testing.T) {
 // original members fail and every block still reads.
 func TestLoseRebuildLoseOthers(t *testing.T) {
 	ctx := context.Background()
-	ds := open(t, loops(t, 8))
-	var fs []*zone.Faulty
-	for i := range ds {
-		f, err := zone.NewFaulty(ds[i].Dev, uint64(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fs = append(fs, f)
-		ds[i].Dev, ds[i].Path = f, f.Info().Path
-	}
+	ds, fs := faulty(t, open(t, loops(t, 8)))
 	n, err := Open(ctx, ds, testOpts())
 	if err != nil {
 		t.Fatal(err)

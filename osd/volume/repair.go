@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/stowage/stowage/hwmgr/label"
@@ -218,48 +216,7 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareKeys) // a resumed rebuild finds its done keys first
-	var (
-		res      RebuildResult
-		mu       sync.Mutex
-		done     int
-		bytes    int64
-		next     atomic.Int64
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	res.Keys = len(keys)
-	for range o.Workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(keys) || ctx.Err() != nil {
-					return
-				}
-				outcome, n, err := v.rebuildKey(ctx, keys[i], slotIdx)
-				mu.Lock()
-				switch outcome {
-				case 'w':
-					res.Written++
-				case 'p':
-					res.Present++
-				case 'g':
-					res.Gone++
-				default:
-					res.Failed++
-					if firstErr == nil {
-						firstErr = err
-					}
-				}
-				done++
-				bytes += n
-				if o.Progress != nil {
-					o.Progress(Progress{Done: done, Total: len(keys), Bytes: bytes})
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	res, firstErr := v.eachKey(ctx, keys, o, func(k Key) (byte, int64, error) { return v.rebuildKey(ctx, k, slotIdx) })
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}

@@ -134,48 +134,7 @@ func (v *Volume) Replace(ctx context.Context, slotIdx int, dev zone.Device, o Re
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareKeys)
-	var (
-		res      RebuildResult
-		mu       sync.Mutex
-		done     int
-		bytes    int64
-		next     atomic.Int64
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	res.Keys = len(keys)
-	for range o.Workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(keys) || ctx.Err() != nil {
-					return
-				}
-				outcome, n, err := v.copyKey(ctx, keys[i], slotIdx)
-				mu.Lock()
-				switch outcome {
-				case 'w':
-					res.Written++
-				case 'p':
-					res.Present++
-				case 'g':
-					res.Gone++
-				default:
-					res.Failed++
-					if firstErr == nil {
-						firstErr = err
-					}
-				}
-				done++
-				bytes += n
-				if o.Progress != nil {
-					o.Progress(Progress{Done: done, Total: len(keys), Bytes: bytes})
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	res, firstErr := v.eachKey(ctx, keys, o, func(k Key) (byte, int64, error) { return v.copyKey(ctx, k, slotIdx) })
 	if err := ctx.Err(); err != nil {
 		return abort(err)
 	}
@@ -286,4 +245,54 @@ func (v *Volume) slotFragment(r *blockRead, slotIdx int) ([]byte, error) {
 		return nil, fmt.Errorf("volume: encode: %w", err)
 	}
 	return sh[slotIdx], nil
+}
+
+// eachKey runs fn on every key with o.Workers workers (stopping when ctx
+// ends) and counts the outcomes ('w' written, 'p' present, 'g' gone,
+// else failed), reporting progress after each key. It returns the first
+// failure's error.
+func (v *Volume) eachKey(ctx context.Context, keys []Key, o RebuildOptions, fn func(Key) (byte, int64, error)) (RebuildResult, error) {
+	var (
+		res      RebuildResult
+		mu       sync.Mutex
+		done     int
+		bytes    int64
+		next     atomic.Int64
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	res.Keys = len(keys)
+	for range o.Workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) || ctx.Err() != nil {
+					return
+				}
+				outcome, n, err := fn(keys[i])
+				mu.Lock()
+				switch outcome {
+				case 'w':
+					res.Written++
+				case 'p':
+					res.Present++
+				case 'g':
+					res.Gone++
+				default:
+					res.Failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+				}
+				done++
+				bytes += n
+				if o.Progress != nil {
+					o.Progress(Progress{Done: done, Total: len(keys), Bytes: bytes})
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return res, firstErr
 }
