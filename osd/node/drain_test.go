@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
@@ -191,4 +192,49 @@ func TestDrainWhileDegraded(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, n, bs)
+}
+
+// TestDrainRequestedByLabel: hwmgr asks for a drain by setting a
+// member's label state to draining through its own open of the device
+// (as another process would); Run notices and drains the drive onto the
+// spare.
+func TestDrainRequestedByLabel(t *testing.T) {
+	ctx := context.Background()
+	paths := loops(t, 7)
+	o := testOpts()
+	o.LabelCheckInterval = 50 * time.Millisecond
+	o.ScrubDelay = time.Hour
+	n, err := Open(ctx, open(t, paths), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	bs := putBlocks(t, n, rand.New(rand.NewPCG(41, 42)), 20, 200<<10)
+	var victim string
+	for _, d := range n.Status().Drives {
+		if d.Role == RoleMember {
+			victim = d.Path
+			break
+		}
+	}
+	hw := open(t, []string{victim})[0] // hwmgr's own descriptor
+	a, err := label.Open(ctx, hw.Dev, label.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Update(ctx, func(r *label.Record) error { r.State = lifecycle.Draining; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = n.Run(rctx) })
+	defer func() { cancel(); wg.Wait() }()
+	waitFor(t, n, "the requested drain", func(s Status) bool { return role(s, victim).Role == RoleDrained })
+	readAll(t, n, bs)
+	if err := a.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.Current(); r.State != lifecycle.Drained || r.Owner != "" {
+		t.Errorf("label after the drain: state %s owner %q", r.State, r.Owner)
+	}
 }

@@ -97,6 +97,9 @@ type Options struct {
 	// ScrubDelay is how long after Run starts the first pass begins
 	// (0: at once).
 	ScrubDelay time.Duration
+	// LabelCheckInterval is how often Run reads the members' labels for
+	// a draining request (hwmgr sets the state). Default 30 s.
+	LabelCheckInterval time.Duration
 	// RepairQueue bounds the repair queue. Default 4096; beyond that,
 	// damage is left to the next scrub (counted as dropped).
 	RepairQueue int
@@ -119,6 +122,9 @@ func (o *Options) defaults() {
 	}
 	if o.ScrubInterval == 0 {
 		o.ScrubInterval = 24 * time.Hour
+	}
+	if o.LabelCheckInterval <= 0 {
+		o.LabelCheckInterval = 30 * time.Second
 	}
 	if o.RepairQueue <= 0 {
 		o.RepairQueue = 4096

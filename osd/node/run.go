@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stowage/stowage/hwmgr/label"
+	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/osd/volume"
 )
 
@@ -166,13 +168,46 @@ func addReport(t *volume.ScrubReport, r volume.ScrubReport) {
 func (n *Node) maintain(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	tick := time.NewTicker(n.o.LabelCheckInterval)
+	defer tick.Stop()
 	for {
 		n.assign(ctx, &wg)
+		n.drainRequested(ctx, &wg)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-n.wake:
+		case <-tick.C:
 		}
+	}
+}
+
+// drainRequested starts a Drain of every member whose label says
+// draining (hwmgr's request, or a drain a restart cut short) when its
+// volume has no job running.
+func (n *Node) drainRequested(ctx context.Context, wg *sync.WaitGroup) {
+	n.mu.Lock()
+	var ms []*drive
+	for _, d := range n.drives {
+		if d.role == RoleMember && d.vol != nil && !d.vol.busy.Load() {
+			ms = append(ms, d)
+		}
+	}
+	n.mu.Unlock()
+	for _, d := range ms {
+		a, err := label.Open(ctx, d.Dev, label.Options{})
+		if err != nil {
+			continue
+		}
+		if r, ok := a.Current(); !ok || r.State != lifecycle.Draining || d.vol.busy.Load() {
+			continue
+		}
+		n.log.Info("node: label says draining: draining", "drive", d.Path)
+		wg.Go(func() {
+			if err := n.Drain(ctx, d.Path); err != nil && ctx.Err() == nil {
+				n.log.Warn("node: requested drain not done", "drive", d.Path, "err", err)
+			}
+		})
 	}
 }
 
