@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage/osd/zone"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
 
 // TestCorruptScrubAndRepairQueue on 6 loop devices: a fragment corrupted
@@ -189,5 +190,65 @@ func TestLoseRebuildLoseOthers(t *testing.T) {
 	}
 	if spares != 0 {
 		t.Errorf("%d spares/targets left, want both rebuilt into members", spares)
+	}
+}
+
+// TestAddDriveRebuild: a 4+2 volume on 6 loop devices loses 2 members
+// (EIO, then RemoveDrive); three drives are added: one with ext4 on it
+// (refused as foreign and left byte-for-byte untouched) and two blank
+// ones, onto which Run rebuilds; then 2 other original members fail and
+// every block reads.
+func TestAddDriveRebuild(t *testing.T) {
+	ctx := context.Background()
+	ds, fs := faulty(t, open(t, loops(t, 6)))
+	n, err := Open(ctx, ds, testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	bs := putBlocks(t, n, rand.New(rand.NewPCG(51, 52)), 25, 300<<10)
+	for _, i := range []int{1, 4} {
+		if err := fs[i].Inject(zone.Rule{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.RemoveDrive(ctx, ds[i].Path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readAll(t, n, bs)
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = n.Run(rctx) })
+	defer func() { cancel(); wg.Wait() }()
+	fresh := loops(t, 3)
+	run(t, "mkfs.ext4", "-q", "-F", fresh[0])
+	before := loopdev.Hash(t, fresh[0])
+	for _, d := range open(t, fresh) {
+		if err := n.AddDrive(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.AddDrive(ctx, open(t, fresh[1:2])[0]); !errors.Is(err, ErrBusy) {
+		t.Errorf("adding a drive twice: %v, want ErrBusy", err)
+	}
+	st := waitFor(t, n, "rebuilds onto the added drives", func(s Status) bool {
+		return s.Volumes[0].State == "healthy" && len(s.Jobs) == 1 && !s.Jobs[0].Running
+	})
+	if r := role(st, fresh[0]); r.Role != RoleForeign {
+		t.Errorf("ext4 drive: %s (%s), want foreign", r.Role, r.Detail)
+	}
+	for _, p := range fresh[1:] {
+		if r := role(st, p); r.Role != RoleMember {
+			t.Errorf("%s: %s (%s), want member", p, r.Role, r.Detail)
+		}
+	}
+	for _, i := range []int{0, 2} {
+		if err := fs[i].Inject(zone.Rule{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readAll(t, n, bs)
+	if h := loopdev.Hash(t, fresh[0]); h != before {
+		t.Errorf("the ext4 drive changed: %s -> %s", before, h)
 	}
 }
