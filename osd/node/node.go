@@ -248,13 +248,14 @@ func (n *Node) classify(ctx context.Context, d *drive) (volume.UUID, bool) {
 		if err == nil {
 			return l.Volume, true
 		}
-		if len(rec.Payload) == 0 || string(rec.Payload) == volume.TargetPayload {
+		if string(rec.Payload) == volume.TargetPayload {
 			// A rebuild or drain target whose job was cut short: ours
 			// and holding nothing a volume needs.
 			if err := n.release(ctx, d, a); err != nil {
 				d.role, d.detail = RoleError, err.Error()
 				return volume.UUID{}, false
 			}
+			rec, _ = a.Current()
 			n.checkFree(d, rec)
 			return volume.UUID{}, false
 		}

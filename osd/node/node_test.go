@@ -12,6 +12,7 @@ import (
 
 	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
+	"github.com/stowage/stowage/osd/volume"
 	"github.com/stowage/stowage/qemu/loopdev"
 )
 
@@ -246,5 +247,56 @@ func TestConcurrentVolumes(t *testing.T) {
 	}
 	if _, err := n.Stat(ctx, big.key); !errors.Is(err, ErrNotFound) {
 		t.Errorf("stat of an absent key: %v", err)
+	}
+}
+
+// TestInterruptedTargetReleased: a drive left claimed as a drain target
+// (owner osd, volume.TargetPayload: a crash mid-drain) is freed at Open
+// and becomes a spare; one owned by osd with a payload that is no layout
+// is left alone, byte for byte.
+func TestInterruptedTargetReleased(t *testing.T) {
+	ctx := context.Background()
+	paths := loops(t, 8)
+	for i, p := range paths[6:] {
+		d := open(t, []string{p})[0]
+		a, err := label.Open(ctx, d.Dev, label.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := []byte(volume.TargetPayload)
+		if i == 1 {
+			payload = []byte("something else")
+		}
+		if _, err := a.Update(ctx, func(r *label.Record) error {
+			r.Owner, r.State, r.Payload = volume.Owner, lifecycle.InService, payload
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		d.Dev.Close()
+	}
+	before := loopdev.Hash(t, paths[7])
+	n, err := Open(ctx, open(t, paths), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := n.Status()
+	if r := role(st, paths[6]); r.Role != RoleSpare {
+		t.Errorf("interrupted target: %s (%s), want spare", r.Role, r.Detail)
+	}
+	if r := role(st, paths[7]); r.Role != RoleError {
+		t.Errorf("osd-owned drive without a layout: %s (%s), want error", r.Role, r.Detail)
+	}
+	n.Close()
+	if h := loopdev.Hash(t, paths[7]); h != before {
+		t.Errorf("the osd-owned drive without a layout changed")
+	}
+	d := open(t, paths[6:7])[0]
+	a, err := label.Open(ctx, d.Dev, label.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.Current(); r.Owner != "" || r.State != lifecycle.Ready || len(r.Payload) != 0 {
+		t.Errorf("released target's label: owner %q state %s", r.Owner, r.State)
 	}
 }
