@@ -4,6 +4,7 @@ package burnin_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,8 +36,9 @@ const vmZone = 8 << 20 // emulated zones of the conventional drives
 //     zone at the write pointer: they pass, every burned zone is empty
 //     afterwards, and a zone-reset erase of the ZNS drive finds its
 //     markers gone;
-//   - a virtio-blk disk under dm-flakey error_writes: fails with io-error
-//     at the first data offset (2 MiB, past the label area);
+//   - a virtio-blk disk under dm-flakey error_writes (refused by the guard
+//     rails as a virtual device, so burned in through zone.Open): fails with
+//     io-error at the first data offset (2 MiB, past the label area);
 //   - a virtio-blk disk under dm-flakey drop_writes: fails with a mismatch
 //     (a lost write) at that offset;
 //   - an NVMe controller whose smart_critical_warning the host sets over QMP
@@ -102,8 +104,22 @@ func TestVMBurnIn(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := flakey(t, c.name, vd.Path, vd.Size, c.feature)
-			dev, rep := burn(t, ctx, path, c.serial, burnin.Config{Seed: 4})
+			// The guard rails refuse a device-mapper device (not a drive);
+			// the burn-in engine itself runs on it, as on a drive that
+			// fails or drops writes.
+			d := target.Drive{Path: path, Serial: c.serial}
+			if _, err := target.Check(ctx, d, target.SkipList{}, target.Request{Action: lifecycle.ActBurnIn}); !errors.Is(err, target.ErrVirtual) {
+				t.Fatalf("%s: guard rails: %v, want ErrVirtual", path, err)
+			}
+			dev, err := zone.Open(path, zone.Options{ZoneSize: vmZone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := burnin.Run(ctx, dev, d, burnin.Config{Seed: 4})
 			dev.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
 			if rep.Pass || len(rep.Reasons) == 0 || rep.Reasons[0].Rule != c.rule {
 				t.Fatalf("%s under %s: %+v", path, c.feature, rep)
 			}
