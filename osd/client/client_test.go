@@ -80,13 +80,10 @@ func TestClient(t *testing.T) {
 	if _, _, err := c.Put(ctx, nil); !errors.As(err, &e) || e.Status != 400 || e.Problem.Type != server.ProblemBase+server.ProbEmpty {
 		t.Fatalf("empty Put: %v", err)
 	}
-	var keys []Key
 	for i := range 5 {
-		k, _, err := c.Put(ctx, []byte{byte(i)})
-		if err != nil {
+		if _, _, err := c.Put(ctx, []byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
-		keys = append(keys, k)
 	}
 	var listed []Key
 	var after Key

@@ -83,9 +83,11 @@ func (r Role) String() string {
 // SHA-256 digests so that comparisons take the same time whatever a
 // token's length. An admin token may do everything.
 //
-// With no token configured at all (a dev run) reads and writes are open
-// and admin actions are refused; once any token is configured, reads need
-// a read or admin token and writes an admin token.
+// Reads are open while no read token is configured; otherwise they need
+// a read or admin token. Writes are open only with no token configured at
+// all (a dev run); otherwise they need an admin token. Admin actions
+// always need an admin token (403 while none is configured). A token that
+// is presented must be valid (401 otherwise).
 type Tokens struct {
 	read, admin [][32]byte
 }
@@ -138,14 +140,15 @@ func (t Tokens) authorize(w http.ResponseWriter, r *http.Request, need Role) boo
 			return refuse(w, r, http.StatusUnauthorized, `Bearer realm="osd", error="invalid_token"`, "the bearer token is not valid")
 		}
 	}
-	open := len(t.read) == 0 && len(t.admin) == 0
 	switch {
 	case role >= need:
 		return true
 	case need == RoleAdmin && len(t.admin) == 0:
 		return refuse(w, r, http.StatusForbidden, "", "no admin token is configured; start osd with -admin-token-file to enable admin actions")
-	case open:
-		return true
+	case need == RoleRead && len(t.read) == 0 && !presented:
+		return true // reads are open without read tokens
+	case need == RoleWrite && len(t.read) == 0 && len(t.admin) == 0:
+		return true // a dev run: no tokens at all
 	case !presented:
 		return refuse(w, r, http.StatusUnauthorized, `Bearer realm="osd"`, fmt.Sprintf("this endpoint needs a bearer token of the %s role", max(need, RoleRead)))
 	}

@@ -8,15 +8,19 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/klauspost/reedsolomon"
 
 	"github.com/stowage/stowage/osd/client"
 	"github.com/stowage/stowage/osd/server"
@@ -280,5 +284,144 @@ func TestDaemonKill9(t *testing.T) {
 		}
 		t.Logf("round %d: %d acknowledged PUTs read back after kill -9 (%d blocks stored)", round, len(got), st.Blocks)
 		d.stop(t)
+	}
+}
+
+// TestDaemonCorruptionRepaired overwrites a fragment in place on a dev
+// drive file under the running daemon: GET still returns the right bytes,
+// the damage shows in /v1/status and /metrics, and a scrub started over
+// the API repairs it.
+func TestDaemonCorruptionRepaired(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(t.TempDir(), "admin")
+	if err := os.WriteFile(tok, []byte("admin-token-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-data-dir", dir, "-dev-size", "256MiB", "-scrub-rate", "1GiB", "-admin-token-file", tok}
+	d := startDaemon(t, args...)
+	c, _ := client.New(d.url, client.Options{Token: "admin-token-0123"})
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 7))
+	var keys []client.Key
+	var blocks [][]byte
+	for range 8 {
+		b := randBytes(rng, 256<<10)
+		k, _, err := c.Put(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, blocks = append(keys, k), append(blocks, b)
+	}
+	// Fragment 0 of block 3 is its first 64 KiB, stored on drive0.
+	drive := filepath.Join(dir, "drive0")
+	corrupt(t, drive, blocks[3][:64<<10])
+	for i, k := range keys {
+		got, err := c.Get(ctx, k)
+		if err != nil || !bytes.Equal(got, blocks[i]) {
+			t.Fatalf("block %d after corruption: %v", i, err)
+		}
+	}
+	st, err := c.Status(ctx)
+	if err != nil || st.Damage.Found["corrupt"] < 1 {
+		t.Fatalf("status after a corrupt read: %+v %v", st.Damage, err)
+	}
+	// The repair queue rewrites it.
+	waitStatus(t, c, "the read's damage repaired", func(st server.Status) bool { return st.Damage.Repaired["corrupt"] >= 1 })
+	// A parity fragment (slot 4) of block 5: reads never look at it, the
+	// scrub started over the admin API finds and repairs it.
+	enc, err := reedsolomon.New(4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := enc.Split(slices.Clone(blocks[5]))
+	if err := enc.Encode(shards); err != nil {
+		t.Fatal(err)
+	}
+	corrupt(t, filepath.Join(dir, "drive4"), shards[4])
+	passes := st.Scrub.Passes
+	if _, err := d.client(t).Admin(ctx, "scrub", ""); err == nil {
+		t.Fatal("scrub without the admin token was accepted")
+	}
+	if res, err := c.Admin(ctx, "scrub", ""); err != nil || res.State != "started" {
+		t.Fatalf("scrub: %+v %v", res, err)
+	}
+	st = waitStatus(t, c, "a scrub pass repairing the parity fragment", func(st server.Status) bool {
+		return st.Scrub.Passes > passes && st.Scrub.Findings["corrupt"] >= 1 && st.Damage.Repaired["corrupt"] >= 2
+	})
+	if st.Scrub.Progress.Ratio != 1 || st.Scrub.BytesRead == 0 {
+		t.Errorf("scrub status after a pass: %+v", st.Scrub)
+	}
+	resp, err := http.Get(d.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`stowage_osd_damage_found_total{kind="corrupt"} 2`, `stowage_osd_damage_repaired_total{kind="corrupt"} 2`, `stowage_osd_scrub_findings_total{kind="corrupt"} 1`, "stowage_osd_scrub_progress_ratio 1"} {
+		if !strings.Contains(string(m), want+"\n") {
+			t.Errorf("metrics lack %s; status %+v %+v", want, st.Damage, st.Scrub)
+		}
+	}
+	d.stop(t)
+	// After a restart the fragment reads clean: the bytes were rewritten.
+	d = startDaemon(t, args...)
+	c = d.client(t) // reads need no token: no read token is configured
+	if got, err := c.Get(ctx, keys[3]); err != nil || !bytes.Equal(got, blocks[3]) {
+		t.Fatalf("block 3 after repair and restart: %v", err)
+	}
+	st, _ = c.Status(ctx)
+	if st.Damage.Found["corrupt"] != 0 {
+		t.Fatalf("damage found again after the repair: %+v", st.Damage)
+	}
+	resp, err = http.Get(d.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(m), "stowage_osd_blocks 8\n") {
+		t.Fatalf("metrics after restart lack stowage_osd_blocks 8:\n%s", m)
+	}
+	d.stop(t)
+}
+
+// corrupt overwrites 4 KiB in the middle of the copy of frag on the drive
+// file (under the running daemon).
+func corrupt(t *testing.T, drive string, frag []byte) {
+	t.Helper()
+	raw, err := os.ReadFile(drive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := bytes.Index(raw, frag)
+	if off < 0 {
+		t.Fatalf("fragment not found on %s", drive)
+	}
+	f, err := os.OpenFile(drive, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xee}, 4096), int64(off)+8192); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitStatus polls /v1/status until ok (bounded: 60 s).
+func waitStatus(t *testing.T, c *client.Client, what string, ok func(server.Status) bool) server.Status {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 60 s: %+v", what, st)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -199,14 +199,13 @@ func (s *volumeStore) repairLoop(ctx context.Context) {
 				continue
 			}
 			s.mu.Lock()
-			for i, slot := range res.Repaired {
+			for _, slot := range res.Repaired {
 				kind := "missing"
 				for _, d := range res.Damage {
 					if d.Slot == slot {
 						kind = d.Kind.String()
 					}
 				}
-				_ = i
 				s.repaired[kind]++
 			}
 			s.mu.Unlock()
@@ -221,7 +220,9 @@ func (s *volumeStore) scrubPass(ctx context.Context) {
 	s.scrub.Progress = server.Progress{}
 	s.mu.Unlock()
 	var last int64
-	rep, err := s.v.Scrub(ctx, volume.ScrubOptions{BytesPerSecond: s.o.scrubRate, Progress: func(p volume.Progress) {
+	// NoRepair: what the scrub finds goes to the repair queue through
+	// onDamage, which counts repairs by kind, as for reads.
+	rep, err := s.v.Scrub(ctx, volume.ScrubOptions{BytesPerSecond: s.o.scrubRate, NoRepair: true, Progress: func(p volume.Progress) {
 		s.mu.Lock()
 		s.scrub.BytesRead += p.Bytes - last
 		last = p.Bytes
@@ -234,14 +235,11 @@ func (s *volumeStore) scrubPass(ctx context.Context) {
 	if s.scrub.Findings == nil {
 		s.scrub.Findings = server.DamageMap{}
 	}
+	// The damage itself was counted (and queued for repair) by onDamage.
 	for kind, n := range map[string]int{"missing": rep.Missing, "corrupt": rep.Corrupt, "io-error": rep.IOErrors, "lost": rep.Lost, "mismatch": rep.Mismatched} {
 		if n > 0 {
 			s.scrub.Findings[kind] += int64(n)
-			s.found[kind] += int64(n)
 		}
-	}
-	if rep.Repaired > 0 {
-		s.repaired["scrub"] += int64(rep.Repaired)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -254,7 +252,7 @@ func (s *volumeStore) scrubPass(ctx context.Context) {
 	s.scrub.Passes++
 	s.scrub.LastPassSeconds = time.Since(start).Seconds()
 	if rep.Damaged > 0 || rep.Unrecoverable > 0 {
-		s.o.log.Warn("scrub found damage", "blocks", rep.Keys, "damaged", rep.Damaged, "repaired", rep.Repaired, "unrecoverable", rep.Unrecoverable)
+		s.o.log.Warn("scrub found damage (queued for repair)", "blocks", rep.Keys, "damaged", rep.Damaged, "unrecoverable", rep.Unrecoverable)
 	}
 }
 
