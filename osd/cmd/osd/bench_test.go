@@ -41,7 +41,7 @@ type benchStack struct {
 	c     *client.Client
 	hc    *http.Client
 	url   string
-	store *volumeStore
+	store *nodeStore
 }
 
 // discardGet GETs a block and throws the body away.
@@ -69,7 +69,7 @@ func openBench(b *testing.B, paths []string, zoneSize int64) *benchStack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := openStore(context.Background(), devs, storeOptions{k: benchK, m: benchM, log: log})
+	st, err := openNodeStore(context.Background(), devs, storeOptions{k: benchK, m: benchM, log: log}, "/sys", zoneSize)
 	if err != nil {
 		b.Fatal(err)
 	}

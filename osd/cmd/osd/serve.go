@@ -319,7 +319,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			d.Close()
 		}
 	}()
-	st, err := openStore(ctx, devs, storeOptions{k: c.k, m: c.m, scrubRate: c.scrubRate, log: log})
+	st, err := openNodeStore(ctx, devs, storeOptions{k: c.k, m: c.m, scrubRate: c.scrubRate, log: log}, c.sysRoot, c.zoneSize)
 	if err != nil {
 		return err
 	}
