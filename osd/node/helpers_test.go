@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -35,6 +36,11 @@ func loops(t testing.TB, n int) []string {
 	for range n {
 		ps = append(ps, loopdev.Zero(t, testDevSize))
 	}
+	// The node forms volumes from free drives in path order; sorted here,
+	// paths[i] is the i-th drive the node considers whatever loop numbers
+	// the kernel handed out (/dev/loop10 sorts before /dev/loop2, and
+	// other packages' tests attach loops at the same time).
+	slices.Sort(ps)
 	return ps
 }
 
