@@ -11,6 +11,10 @@ BENCHTIME ?= 1x
 # TestVM*. They run one package at a time: two TCG guests on two cores
 # starve each other.
 VMTEST_TIMEOUT ?= 40m
+# The unit tests of every package compete for 2 cores (image's
+# TestBuildReproducible builds the image twice): far above go test's
+# default 10 minutes per package.
+TEST_TIMEOUT ?= 30m
 
 # Every Debian package the project needs, for tests, the image and the lab.
 DEBS := qemu-system-x86 qemu-utils linux-image-amd64 smartmontools fio \
@@ -69,12 +73,16 @@ lint: ## gofmt, go vet and staticcheck (fails on any finding)
 
 .PHONY: test
 test: deps lint ## lint, unit tests with -race, then the QEMU and netboot suites
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory test-vm
 
 .PHONY: test-vm
-test-vm: deps ## only the suites that boot QEMU guests, one package at a time
-	$(GO) test -tags vmtest -p 1 -count=1 -timeout $(VMTEST_TIMEOUT) -run '^TestVM' ./...
+test-vm: deps ## only the suites that boot QEMU guests, one package at a time (verbose: boot times show)
+	@# -v so that the VM suites' figures (boot times, inventories) show in a
+	@# passing run; the RUN/PAUSE/CONT lines and packages without VM tests
+	@# are filtered out, go test's exit status is kept (pipefail).
+	$(GO) test -tags vmtest -p 1 -count=1 -v -timeout $(VMTEST_TIMEOUT) -run '^TestVM' ./... 2>&1 | \
+		awk '!/^(=== (RUN|PAUSE|CONT|NAME) |testing: warning: no tests to run|ok .*\[no tests to run\]|\?  .*\[no test files\]|PASS$$)/ { print; fflush() }'
 
 .PHONY: fuzz
 fuzz: ## run every Fuzz target for FUZZTIME (default 30s) each

@@ -29,8 +29,9 @@ import (
 // config URL served from the host that sets the hostname), waits for the
 // init's ready banner, checks the bad key is reported and the fetched
 // hostname applied, reads
-// hwmgr's inventory from the host and finds both drives, then presses the
-// ACPI power button and expects a clean power-off.
+// hwmgr's inventory from the host and finds both drives. Then it presses
+// Enter on the serial console, runs a command in the rescue shell, and
+// sends the init SIGTERM from there (kill 1): a clean power-off.
 func TestVMBoot(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -74,6 +75,9 @@ func TestVMBoot(t *testing.T) {
 	if os.Getenv("STOWAGE_VM_CONSOLE") == "1" {
 		console.w = os.Stderr
 	}
+	// What the test types on the serial console (the rescue shell).
+	keys, typist := io.Pipe()
+	defer typist.Close()
 	vm, err := qemu.Start(ctx, qemu.Machine{
 		Kernel:  filepath.Join(out, image.KernelFile),
 		Initrd:  filepath.Join(out, image.InitramfsFile),
@@ -84,6 +88,7 @@ func TestVMBoot(t *testing.T) {
 			{Kind: qemu.VirtioBlk, ID: "v0", Serial: "BOOTVIRT0", Size: 256 << 20},
 		},
 		Console: console,
+		Input:   keys,
 		ExtraArgs: []string{
 			"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:9741", port),
 			"-device", "virtio-net-pci,netdev=n0",
@@ -149,23 +154,53 @@ func TestVMBoot(t *testing.T) {
 	}
 	t.Logf("inventory from the host: %d drives, serials %v", len(inv.Drives), serials)
 
-	// ACPI power button: the init stops hwmgr, syncs and powers off.
-	pressed := time.Now()
-	if _, err := vm.QMP.Execute(ctx, "system_powerdown", nil); err != nil {
-		fail("system_powerdown: %v", err)
+	// The rescue shell: Enter on the console starts it; a command runs in it.
+	typed := time.Now()
+	if _, err := io.WriteString(typist, "\n"); err != nil {
+		fail("typing on the console: %v", err)
+	}
+	shCtx, cancelSh := context.WithTimeout(ctx, time.Minute)
+	defer cancelSh()
+	if _, err := vm.WaitConsole(shCtx, func(l string) bool { return strings.Contains(l, "stowage-init: rescue shell /bin/gosh") }); err != nil {
+		fail("Enter on the console: no rescue shell: %v", err)
+	}
+	// The shell's line editor may come up after the command is typed;
+	// the tty keeps what arrives meanwhile, but type again (bounded) if
+	// no answer comes. $((6*7)) tells the answer from the echoed command.
+	answered := false
+	for try := 0; try < 4 && !answered; try++ {
+		if _, err := io.WriteString(typist, "echo stowage-rescue-$((6*7))\n"); err != nil {
+			fail("typing on the console: %v", err)
+		}
+		tryCtx, cancelTry := context.WithTimeout(ctx, 30*time.Second)
+		_, err := vm.WaitConsole(tryCtx, func(l string) bool { return strings.Contains(l, "stowage-rescue-42") })
+		cancelTry()
+		answered = err == nil
+	}
+	if !answered {
+		fail("the rescue shell never answered echo stowage-rescue-$((6*7)) with stowage-rescue-42")
+	}
+	t.Logf("rescue shell: Enter to its answer of a command: %s", time.Since(typed).Round(100*time.Millisecond))
+
+	// SIGTERM to the init (from the rescue shell: kill's default signal):
+	// it stops hwmgr, syncs, flushes the drives and powers off. (The ACPI
+	// power button, make run's Ctrl-C, is TestVMNode's last step.)
+	killed := time.Now()
+	if _, err := io.WriteString(typist, "kill 1\n"); err != nil {
+		fail("typing on the console: %v", err)
 	}
 	offCtx, cancelOff := context.WithTimeout(ctx, 90*time.Second)
 	defer cancelOff()
 	if err := vm.Wait(offCtx); err != nil {
-		fail("after the power button, QEMU did not exit cleanly: %v", err)
+		fail("after SIGTERM to the init, QEMU did not exit cleanly: %v", err)
 	}
 	con = vm.Console()
-	for _, want := range []string{"shutting down (power button)", "hwmgr: ", "drives synced; powering off"} {
+	for _, want := range []string{"shutting down (signal terminated)", "hwmgr: ", "drives synced; powering off"} {
 		if !strings.Contains(con, want) {
 			fail("shutdown console lacks %q", want)
 		}
 	}
-	t.Logf("power button to QEMU exit: %s", time.Since(pressed).Round(100*time.Millisecond))
+	t.Logf("SIGTERM to the init (kill 1 in the rescue shell) to QEMU exit: %s", time.Since(killed).Round(100*time.Millisecond))
 }
 
 // findString collects every string value stored under key, at any depth.

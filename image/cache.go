@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/stowage/stowage/image/kmod"
 )
 
 // InputsFile, in Config.Out, holds the digest of the inputs of the image
@@ -20,10 +22,14 @@ const InputsFile = ".inputs-sha256"
 
 // InputsDigest hashes everything a build reads: the config (version,
 // kernel version, modules, rescue commands, command line, epoch), the Go
-// version, the kernel image and its modules.dep, smartctl and the
-// libraries it links, go.mod, go.sum and every non-test .go file of the
-// source tree (testdata, out/ and dot directories left out). The same
-// digest means the same image bytes.
+// version, the versions of the image's components (the kernel's and
+// smartctl's Debian packages, u-root, gobusybox: see Manifest.Components),
+// the kernel image, its modules.dep, modules.alias, modules.builtin and
+// the .ko file of every module the image carries, smartctl and the
+// libraries it links, and every file of the source tree except tests
+// (*_test.go, testdata) and out/ and dot directories: Go sources, go.mod,
+// go.sum, and whatever a package embeds (the OpenAPI documents). The
+// same digest means the same image bytes.
 func InputsDigest(ctx context.Context, c Config) (string, error) {
 	if err := c.defaults(ctx); err != nil {
 		return "", err
@@ -33,16 +39,40 @@ func InputsDigest(ctx context.Context, c Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	comps, err := c.components(ctx)
+	if err != nil {
+		return "", err
+	}
 	cfg, err := json.Marshal(struct {
 		Version, KernelVersion, Cmdline, Go string
 		Modules, Rescue                     []string
 		Epoch                               int64
-	}{c.Version, c.KernelVersion, c.Cmdline, strings.TrimSpace(goVersion), c.Modules, c.Rescue, *c.Epoch})
+		Components                          []Component
+	}{c.Version, c.KernelVersion, c.Cmdline, strings.TrimSpace(goVersion), c.Modules, c.Rescue, *c.Epoch, comps})
 	if err != nil {
 		return "", fmt.Errorf("image: %w", err)
 	}
 	fmt.Fprintf(h, "config %d %s\n", len(cfg), cfg)
-	files := []string{filepath.Join(c.BootDir, "vmlinuz-"+c.KernelVersion), filepath.Join(c.ModulesDir, c.KernelVersion, "modules.dep"), c.Smartctl}
+	modDir := filepath.Join(c.ModulesDir, c.KernelVersion)
+	files := []string{filepath.Join(c.BootDir, "vmlinuz-"+c.KernelVersion), c.Smartctl}
+	for _, name := range []string{"modules.dep", "modules.alias", "modules.builtin"} {
+		if p := filepath.Join(modDir, name); exists(p) {
+			files = append(files, p)
+		}
+	}
+	ix, err := kmod.Load(modDir)
+	if err != nil {
+		return "", fmt.Errorf("image: inputs: %w", err)
+	}
+	mods, err := ix.Resolve(c.Modules...)
+	if err != nil {
+		return "", fmt.Errorf("image: inputs: %w", err)
+	}
+	for _, m := range mods {
+		if p, ok := ix.Path(m); ok {
+			files = append(files, filepath.Join(modDir, p))
+		}
+	}
 	libs, err := SharedLibs(ctx, c.Smartctl)
 	if err != nil {
 		return "", err
@@ -59,7 +89,9 @@ func InputsDigest(ctx context.Context, c Config) (string, error) {
 			}
 			return nil
 		}
-		if name == "go.mod" || name == "go.sum" || strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go") {
+		// Regular files only: sockets or FIFOs a developer left in the
+		// tree are no input (and would block a read).
+		if d.Type().IsRegular() && !strings.HasSuffix(name, "_test.go") && !strings.HasPrefix(name, ".") {
 			files = append(files, p)
 		}
 		return nil
@@ -73,6 +105,11 @@ func InputsDigest(ctx context.Context, c Config) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // hashFile adds a file's name (relative to root when under it), size and

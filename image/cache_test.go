@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -32,8 +33,17 @@ func TestInputsDigest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("go.mod", "module example.com/x\n")
+	// The module's real go.mod and go.sum: the digest reads the versions
+	// of u-root and gobusybox from them.
+	for _, name := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(name, string(b))
+	}
 	write("cmd/a/main.go", "package main\n")
+	write("api/openapi.json", `{"openapi": "3.0.3"}`)
 	ctx := context.Background()
 	digest := func(c Config) string {
 		t.Helper()
@@ -65,10 +75,64 @@ func TestInputsDigest(t *testing.T) {
 			t.Errorf("%s change kept the digest", name)
 		}
 	}
-	write("cmd/a/main.go", "package main\n\nfunc main() {}\n")
-	if digest(Config{Version: "v1"}) == d0 {
-		t.Error("a source change kept the digest")
+	// Every other file of the tree can end up in a binary (go:embed): an
+	// edit of each changes the digest.
+	for _, f := range []struct{ rel, text string }{
+		{"cmd/a/main.go", "package main\n\nfunc main() {}\n"},
+		{"api/openapi.json", `{"openapi": "3.1.0"}`},
+		{"cmd/a/banner.txt", "new file\n"},
+	} {
+		write(f.rel, f.text)
+		d := digest(Config{Version: "v1"})
+		if d == d0 {
+			t.Errorf("editing %s kept the digest", f.rel)
+		}
+		d0 = d
 	}
+}
+
+// TestComponents: on a Debian host the manifest's components name the
+// kernel's package with its version, smartmontools, libc6 (smartctl's
+// libraries), u-root and gobusybox as go.mod pins them, and smartctl's
+// own version.
+func TestComponents(t *testing.T) {
+	kv, err := NewestKernel("/boot", "/lib/modules")
+	if err != nil {
+		t.Skip(err)
+	}
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	c := Config{Out: t.TempDir(), SourceDir: "..", KernelVersion: kv}
+	if err := c.defaults(ctx); err != nil {
+		t.Skip(err)
+	}
+	comps, err := c.components(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Component{}
+	for _, x := range comps {
+		if x.Version == "" {
+			t.Errorf("%s (%s): no version", x.Name, x.Source)
+		}
+		got[x.Name] = x
+	}
+	for _, want := range []Component{
+		{Name: "linux-image-" + kv, Source: "deb"},
+		{Name: "smartmontools", Source: "deb"},
+		{Name: "libc6", Source: "deb"},
+		{Name: "github.com/u-root/u-root", Version: "v0.16.0", Source: "go"},
+		{Name: "github.com/u-root/gobusybox/src", Source: "go"},
+		{Name: "smartctl", Source: "smartctl --version"},
+	} {
+		g, ok := got[want.Name]
+		if !ok || g.Source != want.Source || want.Version != "" && g.Version != want.Version {
+			t.Errorf("component %s: got %+v, want %+v (all: %+v)", want.Name, g, want, comps)
+		}
+	}
+	t.Logf("components: %+v", comps)
 }
 
 func TestCached(t *testing.T) {

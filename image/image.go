@@ -114,6 +114,9 @@ type Manifest struct {
 	Contents []Artifact `json:"initramfs_contents"`
 	Modules  []string   `json:"modules"`
 	Rescue   []string   `json:"rescue_commands"`
+	// Components are the versions of the third-party parts: Debian
+	// packages, Go modules of the rescue busybox, smartctl.
+	Components []Component `json:"components"`
 }
 
 // Output file names inside Config.Out.
@@ -273,6 +276,10 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 	}
 	defer os.RemoveAll(work)
 
+	comps, err := c.components(ctx)
+	if err != nil {
+		return nil, err
+	}
 	log.Info("building Go binaries", "version", c.Version)
 	bin := filepath.Join(work, "bin")
 	if err := c.goBuild(ctx, bin); err != nil {
@@ -335,6 +342,7 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 	m := &Manifest{
 		Version: c.Version, KernelVersion: c.KernelVersion, GoVersion: runtime.Version(),
 		SourceDateEpoch: *c.Epoch, Cmdline: c.Cmdline, Contents: contents, Modules: modules, Rescue: rescue,
+		Components: comps,
 	}
 	for _, name := range []string{KernelFile, InitramfsFile, IPXEFile} {
 		a, err := digestFile(filepath.Join(work, name))

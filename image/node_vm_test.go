@@ -31,6 +31,8 @@ import (
 // geometry, SMART data for the NVMe and SATA drives; the OSD takes PUTs
 // and serves GETs. Then QEMU is killed (a power cut) and the node boots
 // again on the same drive images: every acknowledged block reads back.
+// Last, the ACPI power button through VM.PowerDown (what `make run` does
+// on Ctrl-C) powers the node off cleanly.
 func TestVMNode(t *testing.T) {
 	needVM(t)
 	ctx := context.Background()
@@ -95,8 +97,23 @@ func TestVMNode(t *testing.T) {
 		j, _ := json.Marshal(st)
 		t.Logf("osd status after the reboot: %.600s", j)
 	}
-	vm.Kill()
-	<-vm.Done()
+
+	// make run's Ctrl-C: qemu/cmd/node calls VM.PowerDown, the ACPI power
+	// button; the init stops the OSD and hwmgr, flushes the drives and
+	// powers off, and QEMU exits with status 0.
+	pressed := time.Now()
+	offCtx, cancelOff := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelOff()
+	if err := vm.PowerDown(offCtx); err != nil {
+		nodeFail(t, vm, "power button (make run's Ctrl-C): %v", err)
+	}
+	con := vm.Console()
+	for _, want := range []string{"shutting down (power button)", "drives synced; powering off"} {
+		if !strings.Contains(con, want) {
+			nodeFail(t, vm, "shutdown console lacks %q", want)
+		}
+	}
+	t.Logf("power button (make run's Ctrl-C path) to QEMU exit: %s", time.Since(pressed).Round(100*time.Millisecond))
 }
 
 // needVM skips (fails under CI) without QEMU or a host kernel.

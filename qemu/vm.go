@@ -289,6 +289,37 @@ func (vm *VM) Kill() {
 	}
 }
 
+// PowerDown presses the guest's ACPI power button (QMP
+// system_powerdown) and waits for QEMU to exit, which the node's init
+// makes happen once it has stopped its daemons and flushed the drives.
+// When ctx ends first (a stop timeout, a second Ctrl-C: see
+// context.WithCancelCause) it kills QEMU, a power cut, and returns an
+// error wrapping context.Cause(ctx). An exit with an error status is an
+// error too.
+func (vm *VM) PowerDown(ctx context.Context) error {
+	select {
+	case <-vm.done:
+		if err := vm.exitErr(); err != nil {
+			return fmt.Errorf("qemu: power down: QEMU had exited: %w", err)
+		}
+		return errors.New("qemu: power down: QEMU had exited")
+	default:
+	}
+	if _, err := vm.QMP.Execute(ctx, "system_powerdown", nil); err != nil {
+		vm.Kill()
+		<-vm.done
+		return fmt.Errorf("qemu: power down: system_powerdown: %w (QEMU killed)", err)
+	}
+	select {
+	case <-vm.done:
+		return vm.exitErr()
+	case <-ctx.Done():
+		vm.Kill()
+		<-vm.done
+		return fmt.Errorf("qemu: power down: QEMU killed: %w", context.Cause(ctx))
+	}
+}
+
 // Killed reports whether Kill ended QEMU.
 func (vm *VM) Killed() bool { return vm.killed.Load() }
 

@@ -1,7 +1,8 @@
 // Command init is PID 1 of the Stowage node image: it mounts the kernel
-// filesystems and runs bootstrap/nodeinit (modules, network, hwmgr under
-// supervision, the status banner, the rescue shell), then syncs and
-// powers the machine off when asked to shut down. It never exits and
+// filesystems and runs bootstrap/nodeinit (modules, network, config,
+// hwmgr and the OSD under supervision, the status banner, the rescue
+// shell), then syncs and powers the machine off when asked to shut down
+// (SIGTERM, SIGINT from ctrl-alt-del, SIGPWR, the ACPI power button). It never exits and
 // never lets a panic through: the kernel would panic with it.
 package main
 

@@ -129,7 +129,7 @@ func runPXE(t *testing.T, run pxeRun) {
 	need(t, "/bin/busybox (busybox-static)", exists("/bin/busybox"))
 	if run.firmwarePXE {
 		// Only the firmware's own PXE client fetches iPXE over TFTP
-		// (Debian package ipxe, not yet in make deps' list).
+		// (Debian package ipxe, which make deps installs).
 		need(t, "/usr/lib/ipxe/ipxe.efi and undionly.kpxe (ipxe)", exists("/usr/lib/ipxe/ipxe.efi") && exists("/usr/lib/ipxe/undionly.kpxe"))
 	}
 	kernel, err := qemu.FindKernel("/")

@@ -164,29 +164,31 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	say("%s: pressing the power button (the init stops the daemons and flushes the drives)", why)
 	pressed := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err = vm.QMP.Execute(ctx, "system_powerdown", nil)
-	cancel()
-	if err != nil {
-		say("system_powerdown: %v; killing QEMU", err)
-		vm.Kill()
-		<-vm.Done()
+	stopCtx, cancel := stopContext(sigs, *stopTimeout)
+	defer cancel(nil)
+	if err := vm.PowerDown(stopCtx); err != nil {
+		say("%v", err)
 		return 1
 	}
-	select {
-	case <-vm.Done():
-		if err := vm.Wait(context.Background()); err != nil {
-			say("QEMU exited: %v", err)
-			return 1
+	say("the node powered off cleanly in %.1fs; drive images kept in %s", time.Since(pressed).Seconds(), *drivesDir)
+	return 0
+}
+
+// stopContext is the context of a power-down after the first Ctrl-C: a
+// second signal on sigs or the stop timeout ends it, with a cause that
+// says which (VM.PowerDown then kills QEMU: a power cut).
+func stopContext(sigs <-chan os.Signal, timeout time.Duration) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+		select {
+		case s := <-sigs:
+			cancel(fmt.Errorf("%s again (a power cut: the drives keep only what was flushed)", s))
+		case <-timer.C:
+			cancel(fmt.Errorf("the node did not power off within %s", timeout))
+		case <-ctx.Done():
 		}
-		say("the node powered off cleanly in %.1fs; drive images kept in %s", time.Since(pressed).Seconds(), *drivesDir)
-		return 0
-	case s := <-sigs:
-		say("%s again: killing QEMU (a power cut: the drives keep only what was flushed)", s)
-	case <-time.After(*stopTimeout):
-		say("the node did not power off within %s: killing QEMU", *stopTimeout)
-	}
-	vm.Kill()
-	<-vm.Done()
-	return 1
+	}()
+	return ctx, cancel
 }
