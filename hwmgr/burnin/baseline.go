@@ -90,8 +90,8 @@ func (b Baseline) Record() *smart.Record {
 const baselinePrefix = "smart-baseline "
 
 // BaselineEntry is the label history note that keeps b for the burn-in
-// started at started (the Task's Started). Append it with
-// label.Record.AddEntry when Config.KeepBaseline is called.
+// started at started (the Task's Started): Config.KeepBaseline receives it
+// to append with label.Record.AddEntry.
 func BaselineEntry(b Baseline, started time.Time) (label.Entry, error) {
 	raw, err := json.Marshal(b)
 	if err != nil {

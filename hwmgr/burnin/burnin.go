@@ -81,9 +81,12 @@ type Config struct {
 	// took (LoadBaseline reads it from the label): growth is judged from it
 	// and no new baseline is taken. Nil: a baseline is sampled.
 	Baseline *Baseline
-	// KeepBaseline, when set, is called with the baseline a run sampled, to
-	// keep it next to the checkpoint (BaselineEntry). An error stops the run.
-	KeepBaseline func(ctx context.Context, b Baseline) error
+	// KeepBaseline, when set, is called with the label history note that
+	// holds the baseline a fresh run sampled (BaselineEntry, dated with the
+	// run's start, the Task's Started): append it to the label next to the
+	// checkpoint, so a resumed run finds it (LoadBaseline). An error stops
+	// the run.
+	KeepBaseline func(ctx context.Context, e label.Entry) error
 	// SelfTest, with SelfTestKind "short" or "long", runs the drive's SMART
 	// self-test after the baseline and before the passes (not again on a
 	// resumed run): polled every SelfTestPoll (default 10s) for at most

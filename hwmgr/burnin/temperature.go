@@ -44,7 +44,12 @@ func (w *worker) baseline(ctx context.Context) error {
 	w.before = w.smartSample(ctx)
 	w.observe(w.before, true)
 	if b, ok := BaselineOf(w.before); ok && w.cfg.KeepBaseline != nil {
-		if err := w.cfg.KeepBaseline(ctx, b); err != nil {
+		e, err := BaselineEntry(b, w.started)
+		if err != nil {
+			w.cfg.Logger.Warn("SMART baseline not kept: a resumed run will take a new one", "path", w.info.Path, "err", err)
+			return nil
+		}
+		if err := w.cfg.KeepBaseline(ctx, e); err != nil {
 			return fmt.Errorf("burnin: %s: keep the SMART baseline: %w", w.info.Path, err)
 		}
 	}
