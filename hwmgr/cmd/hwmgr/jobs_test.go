@@ -132,6 +132,9 @@ func TestDaemonBurnInAndErase(t *testing.T) {
 	ev := waitEvent(t, evs, "job.progress", func(ev node.Event) bool {
 		var j node.Job
 		_ = json.Unmarshal(ev.Data, &j)
+		if j.ETASeconds < 0 {
+			t.Errorf("negative ETA in %s", ev.Data)
+		}
 		return ev.Type == node.EventJobProgress && j.TotalBytes > 0 && j.DoneBytes > 0
 	})
 	t.Logf("progress event: %s", ev.Data)
@@ -142,7 +145,7 @@ func TestDaemonBurnInAndErase(t *testing.T) {
 	}
 	for _, id := range ids {
 		j := td.waitJob(t, router, id, node.JobBurnIn, 2*time.Minute)
-		if j.State != node.JobPassed || j.TotalBytes == 0 || j.DoneBytes != j.TotalBytes {
+		if j.State != node.JobPassed || j.TotalBytes == 0 || j.DoneBytes != j.TotalBytes || j.ETASeconds != 0 {
 			t.Fatalf("%s: %+v", id, j)
 		}
 		d := td.drive(t, id)
@@ -164,6 +167,12 @@ func TestDaemonBurnInAndErase(t *testing.T) {
 		}
 	}
 	waitEvent(t, evs, "job.finished", func(ev node.Event) bool { return ev.Type == node.EventJobFinished })
+	_, metrics = td.request(t, nil, "GET", "/metrics", tRead, "")
+	for _, id := range ids {
+		if line := `stowage_drive_job_eta_seconds{device="` + id + `",drive="` + id + `",kind="burnin"} 0` + "\n"; !bytes.Contains(metrics, []byte(line)) {
+			t.Errorf("metrics after the burn-in lack %q", line)
+		}
+	}
 	status, resp = td.request(t, router, "GET", "/v1/jobs", tRead, "")
 	if status != 200 || bytes.Count(resp, []byte(`"state": "passed"`)) != 3 {
 		t.Errorf("jobs: %d %s", status, resp)
