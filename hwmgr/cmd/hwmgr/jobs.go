@@ -252,7 +252,7 @@ func (m *jobManager) guard(ctx context.Context, d node.Drive, a lifecycle.Action
 	if s := m.cfg.Skip.Match(td); s != "" {
 		return fmt.Errorf("%w: %w (%s): no request overrides it", node.ErrSkipped, target.ErrSkipped, s)
 	}
-	virt, lab, name, err := target.Virtual(d.Identity.DevPath)
+	virt, lab, name, err := target.Virtual(td.SysRoot, d.Identity.DevPath)
 	if err != nil {
 		return err
 	}
@@ -312,7 +312,7 @@ func controllerOf(sysRoot, name string) string {
 
 func (m *jobManager) targetDrive(id node.Identity) target.Drive {
 	d := target.Drive{Path: id.DevPath, Serial: confirmSerial(id), WWN: id.WWN, Model: id.Model,
-		Controller: controllerOf(m.cfg.SysRoot, id.Name)}
+		Controller: controllerOf(m.cfg.SysRoot, id.Name), SysRoot: m.cfg.SysRoot}
 	if id.ByID != "" {
 		d.Aliases = append(d.Aliases, id.ByID)
 	}
