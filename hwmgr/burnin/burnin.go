@@ -376,7 +376,7 @@ func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Rep
 			return rep, err
 		}
 	}
-	for si := first; si < len(steps) && rep.Pass; si++ {
+	for si := first; si < len(steps) && rep.Pass && !w.hot; si++ {
 		pass := si/2 + 1
 		from := 0
 		if si == first {
