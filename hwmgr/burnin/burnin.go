@@ -3,7 +3,9 @@
 // CRC32C (so bit flips, misdirected writes and lost writes are all caught),
 // over the whole drive or a seeded sample of its regions, zone by zone at the
 // write pointer on zoned drives; per-region write and read throughput; an
-// optional SMART baseline and after-sample judged by hwmgr/health; a verdict
+// optional SMART baseline (kept in the label across a resume) and
+// after-sample judged by hwmgr/health, with samples between regions whose
+// peak temperature is judged against a ceiling; a verdict
 // with reasons and a JSON report; and Compare, which fails drives slower than
 // their siblings of the same model. The label area (target.LabelArea) is never
 // written, so the label and the job's checkpoint in it survive the burn-in.
@@ -468,7 +470,7 @@ func (w *worker) step(ctx context.Context, step string, pass int, write bool, fr
 		}
 		if i > from && w.sampleDue() {
 			if w.sampleTemp(ctx); w.hot {
-				return nil
+				break // mismatches verified so far are still judged below
 			}
 		}
 		r := &w.rep.Regions[i]
