@@ -250,11 +250,37 @@ func (r result) problem(t *testing.T, status int, slug string) Problem {
 	return p
 }
 
+// noJobs satisfies Jobs so that a Server registers the job routes.
+type noJobs struct{}
+
+func (noJobs) Start(context.Context, node.JobRequest) ([]node.Job, error) { return nil, nil }
+func (noJobs) Cancel(context.Context, string, node.JobKind, string) (node.Job, error) {
+	return node.Job{}, nil
+}
+func (noJobs) Report(string, node.JobKind) ([]byte, error) { return nil, nil }
+
+// TestOpenAPIDocumentCoversRoutes: every route a Server with metrics and
+// jobs registers (the burn-in and erase routes included), with each of its
+// methods, is in the OpenAPI document; the list comes from the server, so
+// a new route without documentation fails here.
 func TestOpenAPIDocumentCoversRoutes(t *testing.T) {
 	f := newFixture(t)
-	for _, p := range []string{"/v1/inventory", "/v1/drives", "/v1/drives/{id}", "/v1/drives/{id}/actions/{action}", "/v1/events", "/openapi.json", "/healthz", "/readyz", "/metrics"} {
-		if f.doc.Paths.Find(p) == nil {
+	s := New(Config{Node: f.node, Tokens: NewTokens([]string{readTok}, []string{adminTok}), Metrics: http.NotFoundHandler(), Jobs: noJobs{}})
+	for _, want := range []string{"/v1/burnin", "/v1/drives/{id}/erase/report", "/metrics", "/v1/jobs"} {
+		if _, ok := s.methods[want]; !ok {
+			t.Fatalf("route %s not registered: %v", want, s.methods)
+		}
+	}
+	for p, methods := range s.methods {
+		item := f.doc.Paths.Find(p)
+		if item == nil {
 			t.Errorf("path %s missing from the OpenAPI document", p)
+			continue
+		}
+		for _, m := range methods {
+			if m != "HEAD" && item.GetOperation(m) == nil {
+				t.Errorf("%s %s missing from the OpenAPI document", m, p)
+			}
 		}
 	}
 	r := f.do(t, "GET", "/openapi.json", "", "", nil)

@@ -3,7 +3,9 @@
 // CRC32C (so bit flips, misdirected writes and lost writes are all caught),
 // over the whole drive or a seeded sample of its regions, zone by zone at the
 // write pointer on zoned drives; per-region write and read throughput; an
-// optional SMART baseline and after-sample judged by hwmgr/health; a verdict
+// optional SMART baseline (kept in the label across a resume) and
+// after-sample judged by hwmgr/health, with samples between regions whose
+// peak temperature is judged against a ceiling; a verdict
 // with reasons and a JSON report; and Compare, which fails drives slower than
 // their siblings of the same model. The label area (target.LabelArea) is never
 // written, so the label and the job's checkpoint in it survive the burn-in.
@@ -11,6 +13,7 @@ package burnin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -62,6 +65,30 @@ type Config struct {
 	SMARTDevice string
 	SMARTType   string
 	Health      health.Config
+	// SMARTInterval: between the baseline and the after-sample, SMART is
+	// sampled again at region boundaries at most this often, for the
+	// temperature peak (default 5 minutes; negative: only before and
+	// after). smart.Runner passes -n standby: a sleeping drive is not woken,
+	// its sample is skipped.
+	SMARTInterval time.Duration
+	// MaxTempC is the burn-in's temperature ceiling in °C: a drive whose
+	// peak reading over the run's SMART samples reaches it fails with
+	// "temperature", and the run stops at the sample that found it. 0: the
+	// drive's own limit where SMART reports one (ATA SCT op_limit_max or
+	// limit_max, SCSI drive_trip: smart.Temperature.Limit), else
+	// Health.HDDTempWarn (60) for a spinning drive and Health.SSDTempWarn
+	// (70) for SSD and NVMe. Negative: no ceiling.
+	MaxTempC int64
+	// Baseline, on a resumed run, is the SMART baseline the interrupted run
+	// took (LoadBaseline reads it from the label): growth is judged from it
+	// and no new baseline is taken. Nil: a baseline is sampled.
+	Baseline *Baseline
+	// KeepBaseline, when set, is called with the label history note that
+	// holds the baseline a fresh run sampled (BaselineEntry, dated with the
+	// run's start, the Task's Started): append it to the label next to the
+	// checkpoint, so a resumed run finds it (LoadBaseline). An error stops
+	// the run.
+	KeepBaseline func(ctx context.Context, e label.Entry) error
 	// SelfTest, with SelfTestKind "short" or "long", runs the drive's SMART
 	// self-test after the baseline and before the passes (not again on a
 	// resumed run): polled every SelfTestPoll (default 10s) for at most
@@ -136,6 +163,7 @@ const (
 	RuleSlowRegion  = "slow-region"
 	RuleSMART       = "smart"
 	RuleSiblingSlow = "sibling-slow"
+	RuleTemperature = "temperature"
 )
 
 // Report is the result of one burn-in.
@@ -161,6 +189,11 @@ type Report struct {
 	SMART         *health.Result `json:"smart,omitempty"`
 	// SelfTest is the passed SMART self-test's log entry.
 	SelfTest *smart.SelfTest `json:"self_test,omitempty"`
+	// PeakTempC is the highest temperature over the run's SMART samples
+	// (TempSamples readings), TempCeilingC the ceiling it was judged by.
+	PeakTempC    *int64 `json:"peak_temp_c,omitempty"`
+	TempCeilingC *int64 `json:"temp_ceiling_c,omitempty"`
+	TempSamples  int    `json:"temp_samples,omitempty"`
 
 	writeDur, readDur time.Duration
 }
@@ -198,6 +231,9 @@ func (c *Config) fill() error {
 	}
 	if c.SlowRegionPct == 0 {
 		c.SlowRegionPct = 50
+	}
+	if c.SMARTInterval == 0 {
+		c.SMARTInterval = 5 * time.Minute
 	}
 	if c.MaxMismatches == 0 {
 		c.MaxMismatches = 64
@@ -333,15 +369,16 @@ func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Rep
 		}
 		return s
 	}()
-	if cfg.SMART != nil {
-		w.before = w.smartSample(ctx)
+	w.done0 = w.done
+	if err := w.baseline(ctx); err != nil {
+		return rep, err
 	}
 	if cfg.SelfTest != nil && cfg.SelfTestKind != "" && first == 0 && firstRegion == 0 {
 		if err := w.selfTest(ctx); err != nil {
 			return rep, err
 		}
 	}
-	for si := first; si < len(steps) && rep.Pass; si++ {
+	for si := first; si < len(steps) && rep.Pass && !w.hot; si++ {
 		pass := si/2 + 1
 		from := 0
 		if si == first {
@@ -349,6 +386,9 @@ func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Rep
 		}
 		if err := w.step(ctx, steps[si], pass, si%2 == 0, from); err != nil {
 			return rep, err
+		}
+		if !rep.Pass || w.hot {
+			break
 		}
 		if si%2 == 0 && rep.Pass {
 			if err := dev.Flush(ctx); err != nil {
@@ -362,7 +402,7 @@ func Run(ctx context.Context, dev zone.Device, d target.Drive, cfg Config) (*Rep
 			}
 		}
 	}
-	if rep.Pass {
+	if rep.Pass && !w.hot {
 		w.resetZones(ctx)
 	}
 	w.finish(ctx)
@@ -378,8 +418,13 @@ type worker struct {
 	started time.Time
 	t0      time.Time
 	done    int64
+	done0   int64 // done when this run (fresh or resumed) began: the ETA's rate counts only this run's bytes
 	total   int64
 	before  *smart.Record
+	sampled time.Time // last SMART sample
+	hot     bool      // the temperature ceiling was reached
+	asleep  bool      // a sample found the drive asleep (noted once)
+	ceilSrc string    // where the temperature ceiling comes from
 }
 
 func (w *worker) progress(step string) {
@@ -387,8 +432,8 @@ func (w *worker) progress(step string) {
 		return
 	}
 	p := Progress{Path: w.info.Path, Step: step, Done: w.done, Total: w.total}
-	if el := w.cfg.Now().Sub(w.t0); w.done > 0 && el > 0 {
-		p.ETA = time.Duration(float64(el) / float64(w.done) * float64(w.total-w.done))
+	if el, moved := w.cfg.Now().Sub(w.t0), w.done-w.done0; moved > 0 && el > 0 && w.total > w.done {
+		p.ETA = time.Duration(float64(el) / float64(moved) * float64(w.total-w.done))
 	}
 	w.cfg.Progress(p)
 }
@@ -422,6 +467,11 @@ func (w *worker) step(ctx context.Context, step string, pass int, write bool, fr
 		}
 		if err := w.checkpoint(ctx, step, stepDone, stepTotal); err != nil {
 			return err
+		}
+		if i > from && w.sampleDue() {
+			if w.sampleTemp(ctx); w.hot {
+				break // mismatches verified so far are still judged below
+			}
 		}
 		r := &w.rep.Regions[i]
 		if write && r.seq {
@@ -505,17 +555,32 @@ func (w *worker) resetZones(ctx context.Context) {
 	}
 }
 
-func (w *worker) smartSample(ctx context.Context) *smart.Record {
+// smartRead reads the drive's SMART record once.
+func (w *worker) smartRead(ctx context.Context) (string, *smart.Record, error) {
 	devName := w.cfg.SMARTDevice
 	if devName == "" {
 		devName = w.info.Path
 	}
 	out, err := w.cfg.SMART.Run(ctx, devName, w.cfg.SMARTType)
-	if err != nil || out == nil || out.Record == nil {
+	w.sampled = w.cfg.Now()
+	if err == nil && (out == nil || out.Record == nil) {
+		err = errors.New("no record")
+	}
+	if err != nil {
+		return devName, nil, err
+	}
+	return devName, out.Record, nil
+}
+
+// smartSample reads the baseline or the after-sample; an unreadable one is
+// noted in the report.
+func (w *worker) smartSample(ctx context.Context) *smart.Record {
+	devName, rec, err := w.smartRead(ctx)
+	if err != nil {
 		w.rep.note(RuleSMART, "%s: SMART unreadable: %v", devName, err)
 		return nil
 	}
-	return out.Record
+	return rec
 }
 
 func (w *worker) finish(ctx context.Context) {
@@ -550,6 +615,7 @@ func (w *worker) finish(ctx context.Context) {
 	}
 	if w.cfg.SMART != nil {
 		after := w.smartSample(ctx)
+		w.observe(after, true)
 		if after != nil {
 			var prev *health.Sample
 			if w.before != nil {
@@ -565,6 +631,7 @@ func (w *worker) finish(ctx context.Context) {
 				}
 			}
 		}
+		w.judgeTemp()
 	}
 	r.Finished = w.cfg.Now()
 	lvl := slog.LevelInfo

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -147,8 +148,30 @@ func Hash(t testing.TB, path string) string {
 // Throttle limits reads and writes of each block device in paths to bps
 // bytes per second for this whole process, with a cgroup v1 blkio group of
 // its own; the process moves back and the group goes when the test ends.
+// A process is in one blkio group at a time: a second call replaces the
+// first one's limits; use ThrottleEach for devices of different speeds.
 func Throttle(t testing.TB, bps int64, paths ...string) {
 	t.Helper()
+	rates := make(map[string]int64, len(paths))
+	for _, p := range paths {
+		rates[p] = bps
+	}
+	ThrottleEach(t, rates)
+}
+
+// ThrottleEach limits reads and writes of each block device to its own
+// rate in bytes per second (path → rate) for this whole process, in one
+// cgroup v1 blkio group, as Throttle does.
+func ThrottleEach(t testing.TB, rates map[string]int64) {
+	t.Helper()
+	if len(rates) == 0 {
+		t.Fatal("loopdev.ThrottleEach: no devices")
+	}
+	paths := make([]string, 0, len(rates))
+	for p := range rates {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
 	root := "/sys/fs/cgroup/blkio"
 	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
 		t.Fatalf("cgroup v1 blkio not mounted at %s: %v", root, err)
@@ -167,7 +190,7 @@ func Throttle(t testing.TB, bps int64, paths ...string) {
 			os.Remove(g)
 			t.Fatal(err)
 		}
-		rule := fmt.Sprintf("%d:%d %d", unix.Major(st.Rdev), unix.Minor(st.Rdev), bps)
+		rule := fmt.Sprintf("%d:%d %d", unix.Major(st.Rdev), unix.Minor(st.Rdev), rates[path])
 		for _, f := range []string{"blkio.throttle.write_bps_device", "blkio.throttle.read_bps_device"} {
 			if err := os.WriteFile(filepath.Join(g, f), []byte(rule), 0); err != nil {
 				os.Remove(g)

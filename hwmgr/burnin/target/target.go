@@ -41,10 +41,11 @@ var (
 var labDevices = []string{"loop", "nullb"}
 
 // Virtual reports whether the block device at path is virtual (its sysfs
-// device lies below /sys/devices/virtual) and its kernel name; lab is true
-// for the loop and null_blk devices tests use as drives.
-func Virtual(path string) (virtual, lab bool, name string, err error) {
-	dir, err := zone.SysfsDir("", path)
+// device lies below devices/virtual in the sysfs mounted at sysRoot, "" for
+// /sys) and its kernel name; lab is true for the loop and null_blk devices
+// tests use as drives.
+func Virtual(sysRoot, path string) (virtual, lab bool, name string, err error) {
+	dir, err := zone.SysfsDir(sysRoot, path)
 	if err != nil {
 		return false, false, "", fmt.Errorf("target: %w", err)
 	}
@@ -76,6 +77,9 @@ type Drive struct {
 	// Controller groups drives that share an HBA or bus; Limiter bounds
 	// the jobs per controller. Empty: one group of its own per drive path.
 	Controller string
+	// SysRoot is the sysfs mount point Check reads the device's kind from
+	// (virtual, zoned); "" means /sys.
+	SysRoot string
 }
 
 // SkipList names drives that destructive jobs never touch, by serial, WWN or
@@ -165,7 +169,7 @@ func Check(ctx context.Context, d Drive, skip SkipList, req Request) (Inspection
 	if ro != 0 {
 		return in, fmt.Errorf("target: %s: %w", d.Path, ErrReadOnly)
 	}
-	if virt, lab, name, err := Virtual(d.Path); err != nil {
+	if virt, lab, name, err := Virtual(d.SysRoot, d.Path); err != nil {
 		return in, err
 	} else if virt && !lab {
 		return in, fmt.Errorf("target: %s (%s): %w", d.Path, name, ErrVirtual)
@@ -174,7 +178,7 @@ func Check(ctx context.Context, d Drive, skip SkipList, req Request) (Inspection
 	if err != nil {
 		return in, fmt.Errorf("target: %s: %w", d.Path, os.NewSyscallError("ioctl(BLKGETSIZE64)", err))
 	}
-	zoned, err := isZoned(d.Path)
+	zoned, err := isZoned(d.SysRoot, d.Path)
 	if err != nil {
 		return in, err
 	}
@@ -257,10 +261,10 @@ func (r readOnlyZoned) Finish(_ context.Context, i int) error {
 	return fmt.Errorf("target: %s: finish of zone %d refused: opened for inspection only", r.f.Name(), i)
 }
 
-// isZoned reports whether sysfs says the block device at path is zoned
-// (host-managed or host-aware).
-func isZoned(path string) (bool, error) {
-	dir, err := zone.SysfsDir("", path)
+// isZoned reports whether sysfs (mounted at sysRoot) says the block device
+// at path is zoned (host-managed or host-aware).
+func isZoned(sysRoot, path string) (bool, error) {
+	dir, err := zone.SysfsDir(sysRoot, path)
 	if err != nil {
 		return false, fmt.Errorf("target: %s: %w", path, err)
 	}

@@ -36,6 +36,11 @@ type jobConfig struct {
 	SelfTest      burnin.SelfTester // nil: no SMART self-test
 	SysRoot       string
 	ProgressEvery time.Duration // at most one job.progress event per drive this often
+	// FailSlowRegions fails a burn-in with a slow region (default: the
+	// report's slow-region reason is a warning).
+	FailSlowRegions bool
+	MaxTempC        int64         // burn-in temperature ceiling (burnin.Config.MaxTempC)
+	SMARTInterval   time.Duration // SMART samples during a burn-in (burnin.Config.SMARTInterval)
 }
 
 // jobParams are a job's parameters. They are recorded in the label history
@@ -81,6 +86,7 @@ type jobRun struct {
 	kind   node.JobKind
 	params jobParams
 	resume label.Task
+	base   *burnin.Baseline // the SMART baseline a resumed burn-in kept in the label
 	ctx    context.Context
 	cancel context.CancelFunc
 	actor  atomic.Pointer[string] // who cancelled, once cancelled
@@ -246,7 +252,7 @@ func (m *jobManager) guard(ctx context.Context, d node.Drive, a lifecycle.Action
 	if s := m.cfg.Skip.Match(td); s != "" {
 		return fmt.Errorf("%w: %w (%s): no request overrides it", node.ErrSkipped, target.ErrSkipped, s)
 	}
-	virt, lab, name, err := target.Virtual(d.Identity.DevPath)
+	virt, lab, name, err := target.Virtual(td.SysRoot, d.Identity.DevPath)
 	if err != nil {
 		return err
 	}
@@ -306,7 +312,7 @@ func controllerOf(sysRoot, name string) string {
 
 func (m *jobManager) targetDrive(id node.Identity) target.Drive {
 	d := target.Drive{Path: id.DevPath, Serial: confirmSerial(id), WWN: id.WWN, Model: id.Model,
-		Controller: controllerOf(m.cfg.SysRoot, id.Name)}
+		Controller: controllerOf(m.cfg.SysRoot, id.Name), SysRoot: m.cfg.SysRoot}
 	if id.ByID != "" {
 		d.Aliases = append(d.Aliases, id.ByID)
 	}
@@ -428,13 +434,13 @@ func (m *jobManager) burnOne(r *jobRun) (*burnin.Report, error) {
 	cfg := burnin.Config{
 		Passes: r.params.Passes, Share: r.params.Share, Started: r.params.Started,
 		Seed: burnin.SeedFor(td.Serial, r.params.Started), Resume: r.resume,
-		SMART: m.cfg.SMART, SMARTDevice: r.ident.DevPath,
+		SMART: m.cfg.SMART, SMARTDevice: r.ident.DevPath, SMARTInterval: m.cfg.SMARTInterval, MaxTempC: m.cfg.MaxTempC,
+		FailSlowRegions: m.cfg.FailSlowRegions, Baseline: r.base,
+		KeepBaseline: func(ctx context.Context, e label.Entry) error {
+			return m.updateLabel(ctx, r, func(rec *label.Record) { rec.AddEntry(e) })
+		},
 		Checkpoint: func(ctx context.Context, t label.Task) error {
-			l, err := m.labels.update(ctx, r.ident, func(rec *label.Record) error { rec.Task = t; return nil })
-			if err == nil {
-				_ = m.node.SetLabel(r.id, l)
-			}
-			return err
+			return m.updateLabel(ctx, r, func(rec *label.Record) { rec.Task = t })
 		},
 		Progress: func(p burnin.Progress) { m.progress(r, p.Step, p.Done, p.Total, p.ETA) },
 		Logger:   m.log.With("drive", r.id, "job", "burnin"),
@@ -453,6 +459,16 @@ func (m *jobManager) burnOne(r *jobRun) (*burnin.Report, error) {
 			return err
 		})
 	return rep, err
+}
+
+// updateLabel changes r's drive label with fn and shows the new record in
+// the drive table.
+func (m *jobManager) updateLabel(ctx context.Context, r *jobRun, fn func(rec *label.Record)) error {
+	l, err := m.labels.update(ctx, r.ident, func(rec *label.Record) error { fn(rec); return nil })
+	if err == nil {
+		_ = m.node.SetLabel(r.id, l)
+	}
+	return err
 }
 
 func (m *jobManager) runErase(rs []*jobRun) {
@@ -763,6 +779,7 @@ func (m *jobManager) resume(ctx context.Context) {
 		if k == node.JobBurnIn && rec.Task.Kind == burnin.TaskKind && !rec.Task.Started.IsZero() {
 			r.resume = rec.Task
 			r.params.Started = rec.Task.Started
+			r.base, _ = burnin.LoadBaseline(rec, rec.Task.Started)
 		} else {
 			r.params.Started = m.now().UTC()
 		}

@@ -5,13 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stowage/stowage/hwmgr/api"
+	"github.com/stowage/stowage/hwmgr/burnin"
 	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/lifecycle"
 	"github.com/stowage/stowage/hwmgr/node"
@@ -132,6 +135,9 @@ func TestDaemonBurnInAndErase(t *testing.T) {
 	ev := waitEvent(t, evs, "job.progress", func(ev node.Event) bool {
 		var j node.Job
 		_ = json.Unmarshal(ev.Data, &j)
+		if j.ETASeconds < 0 {
+			t.Errorf("negative ETA in %s", ev.Data)
+		}
 		return ev.Type == node.EventJobProgress && j.TotalBytes > 0 && j.DoneBytes > 0
 	})
 	t.Logf("progress event: %s", ev.Data)
@@ -142,7 +148,7 @@ func TestDaemonBurnInAndErase(t *testing.T) {
 	}
 	for _, id := range ids {
 		j := td.waitJob(t, router, id, node.JobBurnIn, 2*time.Minute)
-		if j.State != node.JobPassed || j.TotalBytes == 0 || j.DoneBytes != j.TotalBytes {
+		if j.State != node.JobPassed || j.TotalBytes == 0 || j.DoneBytes != j.TotalBytes || j.ETASeconds != 0 {
 			t.Fatalf("%s: %+v", id, j)
 		}
 		d := td.drive(t, id)
@@ -164,6 +170,12 @@ func TestDaemonBurnInAndErase(t *testing.T) {
 		}
 	}
 	waitEvent(t, evs, "job.finished", func(ev node.Event) bool { return ev.Type == node.EventJobFinished })
+	_, metrics = td.request(t, nil, "GET", "/metrics", tRead, "")
+	for _, id := range ids {
+		if line := `stowage_drive_job_eta_seconds{device="` + id + `",drive="` + id + `",kind="burnin"} 0` + "\n"; !bytes.Contains(metrics, []byte(line)) {
+			t.Errorf("metrics after the burn-in lack %q", line)
+		}
+	}
 	status, resp = td.request(t, router, "GET", "/v1/jobs", tRead, "")
 	if status != 200 || bytes.Count(resp, []byte(`"state": "passed"`)) != 3 {
 		t.Errorf("jobs: %d %s", status, resp)
@@ -348,17 +360,43 @@ func TestDaemonJobGuardRails(t *testing.T) {
 }
 
 // TestDaemonBurnInResumesAfterRestart: the daemon is stopped mid-burn-in;
-// the label keeps the checkpoint; a new daemon resumes at the region it was
-// in (fewer bytes moved than a full run) and reaches the verdict.
+// the label keeps the checkpoint and the SMART baseline; a new daemon
+// resumes at the region it was in (fewer bytes moved than a full run) and
+// reaches the verdict. smartctl cannot read a loop device, so a script
+// prints a real capture; between the two daemons the drive's reallocated
+// sectors grow by 20 (the script prints the capture so edited), and the
+// resumed burn-in, judging from the baseline kept in the label, fails on it.
 func TestDaemonBurnInResumesAfterRestart(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	dev, _ := loopDevice(t, dir, "r.img", 26<<20)
 	id := filepath.Base(dev)
 	loopdev.Throttle(t, 8<<20, dev)
-	td := jobDaemon(t, dir, nil)
+	raw, err := os.ReadFile("../../smart/testdata/smartctl-json/sat-Western_Digital_Ultrastar_DC_HC550-WDC__WUH721818ALN604-sda.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := bytes.Replace(raw, []byte(`"id": 5,
+				"name": "Reallocated_Sector_Ct",
+				"raw": {
+					"string": "0",
+					"value": 0`), []byte(`"id": 5,
+				"name": "Reallocated_Sector_Ct",
+				"raw": {
+					"string": "20",
+					"value": 20`), 1)
+	now, later := filepath.Join(dir, "smart-now.json"), filepath.Join(dir, "smart-later.json")
+	if bytes.Equal(grown, raw) || os.WriteFile(now, raw, 0o644) != nil || os.WriteFile(later, grown, 0o644) != nil {
+		t.Fatal("SMART captures not written")
+	}
+	state, script := filepath.Join(dir, "smart-state"), filepath.Join(dir, "smartctl")
+	if os.WriteFile(state, []byte(now), 0o644) != nil || os.WriteFile(script, []byte("#!/bin/sh\ncat \"$(cat "+state+")\"\n"), 0o755) != nil {
+		t.Fatal("smartctl script not written")
+	}
+	smartOnly := func(o *options) { o.Smartctl, o.Devices = script, []string{id} }
+	td := jobDaemon(t, dir, smartOnly)
 	router := openAPI(t)
-	if status, resp := td.request(t, router, "POST", "/v1/burnin", tAdmin, `{"drives":[{"drive":"`+id+`"}],"passes":1}`); status != 202 {
+	if status, resp := td.request(t, router, "POST", "/v1/burnin", tAdmin, `{"drives":[{"drive":"`+id+`"}],"passes":1,"self_test":"none"}`); status != 202 {
 		t.Fatalf("start: %d %s", status, resp)
 	}
 	deadline := time.Now().Add(time.Minute)
@@ -377,12 +415,20 @@ func TestDaemonBurnInResumesAfterRestart(t *testing.T) {
 	if rec.State != lifecycle.BurnIn || rec.Task.Kind != "burnin" || rec.Task.Done == 0 {
 		t.Fatalf("label after the stop: state %s task %+v", rec.State, rec.Task)
 	}
+	if _, ok := burnin.LoadBaseline(rec, rec.Task.Started); !ok {
+		t.Fatalf("no SMART baseline in the label: %+v", rec.History)
+	}
 	t.Logf("checkpoint after the stop: %+v", rec.Task)
+	if err := os.WriteFile(state, []byte(later), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
-	td2 := jobDaemon(t, dir, nil)
+	td2 := jobDaemon(t, dir, smartOnly)
 	j := td2.waitJob(t, router, id, node.JobBurnIn, 2*time.Minute)
-	if j.State != node.JobPassed || !j.Resumed {
-		t.Fatalf("resumed job: %+v", j)
+	if j.State != node.JobFailed || !j.Resumed || !slices.ContainsFunc(j.Reasons, func(r string) bool {
+		return strings.HasPrefix(r, "smart: ") && strings.Contains(r, "grew by 20 (0 -> 20)")
+	}) {
+		t.Fatalf("resumed job: %+v; want it failed on the growth since the kept baseline", j)
 	}
 	status, resp := td2.request(t, router, "GET", "/v1/drives/"+id+"/burnin/report", tRead, "")
 	var r struct {
@@ -390,7 +436,7 @@ func TestDaemonBurnInResumesAfterRestart(t *testing.T) {
 		BytesWritten int64 `json:"bytes_written"`
 		BytesRead    int64 `json:"bytes_read"`
 	}
-	if status != 200 || json.Unmarshal(resp, &r) != nil || !r.Pass {
+	if status != 200 || json.Unmarshal(resp, &r) != nil || r.Pass {
 		t.Fatalf("report: %d %s", status, resp)
 	}
 	span := int64(rec.Task.Total)
@@ -398,7 +444,7 @@ func TestDaemonBurnInResumesAfterRestart(t *testing.T) {
 		t.Fatalf("resumed run wrote %d and read %d bytes; want the rest of the write pass after %d (of %d) and a full verify",
 			r.BytesWritten, r.BytesRead, rec.Task.Done, span)
 	}
-	if d := td2.drive(t, id); d.Label.State != node.StateReady {
+	if d := td2.drive(t, id); d.Label.State != node.StateFailed {
 		t.Fatalf("state after the resumed burn-in: %s", d.Label.State)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -8,9 +9,29 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/stowage/stowage/hwmgr/label"
 	"github.com/stowage/stowage/hwmgr/node"
+	"github.com/stowage/stowage/qemu/loopdev"
 )
+
+// gptLoopDevice makes a loop device with a GPT and one partition written by
+// sgdisk (skipped without sgdisk, unless CI is set).
+func gptLoopDevice(t *testing.T, dir, name string, size int64) string {
+	t.Helper()
+	if _, err := exec.LookPath("sgdisk"); err != nil {
+		if testingCI() {
+			t.Fatal("sgdisk missing (gdisk package)")
+		}
+		t.Skip("sgdisk missing (gdisk package)")
+	}
+	dev, _ := loopDevice(t, dir, name, size)
+	if out, err := exec.Command("sgdisk", "-o", "-n", "1:0:0", dev).CombinedOutput(); err != nil {
+		t.Fatalf("sgdisk: %v: %s", err, out)
+	}
+	return dev
+}
 
 // TestDaemonLabelsOnLoopDevices: a blank loop device is new, one with a
 // GPT written by sgdisk is foreign; adopting it needs its confirmation
@@ -18,18 +39,9 @@ import (
 // and survives a restart of the daemon (the state lives on the drive).
 func TestDaemonLabelsOnLoopDevices(t *testing.T) {
 	needRoot(t)
-	if _, err := exec.LookPath("sgdisk"); err != nil {
-		if testingCI() {
-			t.Fatal("sgdisk missing (gdisk package)")
-		}
-		t.Skip("sgdisk missing (gdisk package)")
-	}
 	dir := t.TempDir()
 	blank, _ := loopDevice(t, dir, "blank.img", 32<<20)
-	gpt, _ := loopDevice(t, dir, "gpt.img", 32<<20)
-	if out, err := exec.Command("sgdisk", "-o", "-n", "1:0:0", gpt).CombinedOutput(); err != nil {
-		t.Fatalf("sgdisk: %v: %s", err, out)
-	}
+	gpt := gptLoopDevice(t, dir, "gpt.img", 32<<20)
 	td := startDaemon(t, dir, func(o *options) { o.NoUevents = true })
 	router := openAPI(t)
 	blankName, gptName := filepath.Base(blank), filepath.Base(gpt)
@@ -143,5 +155,67 @@ func TestDaemonHealthFailWritesLabel(t *testing.T) {
 	}
 	if d, _ = td2.d.node.Drive(name); d.Label.State != node.StateNew || len(d.Label.History) != 2 {
 		t.Fatalf("after mark-repaired: %+v", d.Label)
+	}
+}
+
+// TestDaemonAdoptThenErase: a drive with a GPT (sgdisk) is foreign; an
+// erase is refused until it is adopted by its serial (its bytes unchanged
+// meanwhile); adopted, it is erased through the API with its serial
+// (markers gone, the backup GPT at the end of the drive zeroed) and ends
+// ready, with the adopt and the erase in its label history.
+func TestDaemonAdoptThenErase(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	const size = 24 << 20
+	dev := gptLoopDevice(t, dir, "rma.img", size)
+	td := jobDaemon(t, dir, nil)
+	router := openAPI(t)
+	id := filepath.Base(dev)
+	if d := td.drive(t, id); d.Label.State != node.StateForeign {
+		t.Fatalf("GPT drive: %+v", d.Label)
+	}
+	before := loopdev.Hash(t, dev)
+	for _, body := range []string{`{"drives":[{"drive":"` + id + `"}]}`, `{"drives":[{"drive":"` + id + `","serial":"` + id + `"}]}`} {
+		if status, resp := td.request(t, router, "POST", "/v1/erase", tAdmin, body); status < 400 {
+			t.Fatalf("erase of a foreign drive %s: %d %s", body, status, resp)
+		}
+	}
+	if loopdev.Hash(t, dev) != before {
+		t.Fatal("a refused erase changed the foreign drive")
+	}
+	if status, resp := td.request(t, router, "POST", "/v1/drives/"+id+"/actions/adopt", tAdmin, `{"serial":"`+id+`","reason":"RMA 12"}`); status != 200 {
+		t.Fatalf("adopt: %d %s", status, resp)
+	}
+	status, resp := td.request(t, router, "POST", "/v1/erase", tAdmin, `{"drives":[{"drive":"`+id+`","serial":"`+id+`"}],"method":"overwrite-zeros","reason":"RMA 12"}`)
+	if status != 202 {
+		t.Fatalf("erase of the adopted drive: %d %s", status, resp)
+	}
+	if j := td.waitJob(t, router, id, node.JobErase, 2*time.Minute); j.State != node.JobPassed {
+		t.Fatalf("erase: %+v", j)
+	}
+	status, resp = td.request(t, router, "GET", "/v1/drives/"+id+"/erase/report", tRead, "")
+	if status != 200 || !bytes.Contains(resp, []byte(`"markers_found": 0`)) || !bytes.Contains(resp, []byte(`"pass": true`)) {
+		t.Fatalf("erase report: %d %s", status, resp)
+	}
+	d := td.drive(t, id)
+	var path []node.State
+	for _, h := range d.Label.History {
+		path = append(path, h.To)
+	}
+	if d.Label.State != node.StateReady || !slices.Equal(path, []node.State{node.StateNew, node.StateErasing, node.StateReady}) ||
+		d.Label.History[0].From != node.StateForeign || d.Label.Results[len(d.Label.Results)-1].Kind != label.KindErase {
+		t.Fatalf("after the erase: state %s, history %+v, results %+v", d.Label.State, d.Label.History, d.Label.Results)
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tail := make([]byte, 64<<10)
+	if _, err := f.ReadAt(tail, size-int64(len(tail))); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(tail, make([]byte, len(tail))) {
+		t.Fatal("the backup GPT at the end of the drive survived the erase")
 	}
 }

@@ -77,6 +77,9 @@ type options struct {
 	BurninRegionSize int64
 	SiblingPct       float64
 	SiblingMinGroup  int
+	FailSlowRegions  bool
+	BurninMaxTemp    int64
+	BurninSMARTEvery time.Duration
 }
 
 func defaultOptions() options {
@@ -87,6 +90,7 @@ func defaultOptions() options {
 		BodyLimit: api.DefaultBodyLimit, EventRing: 1024, ShutdownTimeout: 10 * time.Second,
 		LogLevel: "info", LogFormat: "text",
 		JobsPerCtl: 8, ReportDir: "/run/hwmgr/reports", SiblingPct: burnin.DefaultSiblingPct, SiblingMinGroup: 3,
+		BurninSMARTEvery: 5 * time.Minute,
 	}
 }
 
@@ -146,6 +150,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Int64Var(&o.BurninRegionSize, "burnin-region-size", 0, "burn-in region (checkpoint unit) on conventional drives, bytes (0: 256 MiB)")
 	fs.Float64Var(&o.SiblingPct, "sibling-pct", o.SiblingPct, "burn-in fails a drive below this percent of the median throughput of its model's drives in the batch")
 	fs.IntVar(&o.SiblingMinGroup, "sibling-min-group", o.SiblingMinGroup, "fewest drives of a model the sibling rule compares")
+	fs.BoolVar(&o.FailSlowRegions, "fail-slow-regions", false, "fail a burn-in whose read pass finds a region below half the drive's median region speed (default: a warning in the report)")
+	fs.Int64Var(&o.BurninMaxTemp, "burnin-max-temp", 0, "burn-in temperature ceiling in °C, judged on the peak SMART reading (0: the drive's own limit, else 60 HDD / 70 SSD and NVMe; -1: none)")
+	fs.DurationVar(&o.BurninSMARTEvery, "burnin-smart-interval", o.BurninSMARTEvery, "SMART sampling interval during a burn-in, for the temperature peak (drives in standby are not woken)")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -254,6 +261,7 @@ func newDaemon(ctx context.Context, o options, log *slog.Logger, kernel *ioError
 		Skip:          target.SkipList{Serials: o.SkipSerials, WWNs: o.SkipWWNs, Paths: o.SkipPaths},
 		PerController: o.JobsPerCtl, AllowLab: o.JobsAllowLab, ReportDir: o.ReportDir, ZoneSize: o.BurninRegionSize,
 		Siblings: burnin.SiblingRule{Pct: o.SiblingPct, MinGroup: o.SiblingMinGroup}, SysRoot: o.SysRoot,
+		FailSlowRegions: o.FailSlowRegions, MaxTempC: o.BurninMaxTemp, SMARTInterval: o.BurninSMARTEvery,
 	}
 	if o.Smartctl != "" {
 		jc.SMART = smart.Runner{Path: o.Smartctl, Timeout: o.SmartTimeout}

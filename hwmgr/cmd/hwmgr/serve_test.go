@@ -40,6 +40,14 @@ func TestParseFlags(t *testing.T) {
 	if o.Listen != DefaultListen || o.SmartInterval != d.SmartInterval || o.BodyLimit != 64<<10 {
 		t.Fatalf("defaults changed: %+v", o)
 	}
+	// Burn-in policy: slow regions and the temperature ceiling.
+	if o.FailSlowRegions || o.BurninMaxTemp != 0 || o.BurninSMARTEvery != 5*time.Minute {
+		t.Fatalf("burn-in defaults: fail-slow-regions %v, max temp %d, SMART every %v", o.FailSlowRegions, o.BurninMaxTemp, o.BurninSMARTEvery)
+	}
+	o, err = parseFlags([]string{"-fail-slow-regions", "-burnin-max-temp", "55", "-burnin-smart-interval", "30s"}, io.Discard)
+	if err != nil || !o.FailSlowRegions || o.BurninMaxTemp != 55 || o.BurninSMARTEvery != 30*time.Second {
+		t.Fatalf("burn-in flags: %v %+v", err, o)
+	}
 	for _, bad := range [][]string{
 		{"-tls-cert", "x.pem"},
 		{"-read-token-file", filepath.Join(dir, "missing")},
