@@ -171,8 +171,9 @@ func (n *Node) maintain(ctx context.Context) error {
 	tick := time.NewTicker(n.o.LabelCheckInterval)
 	defer tick.Stop()
 	for {
+		n.takeOutFailed()
 		n.assign(ctx, &wg)
-		n.drainRequested(ctx, &wg)
+		n.checkLabels(ctx, &wg)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -182,24 +183,37 @@ func (n *Node) maintain(ctx context.Context) error {
 	}
 }
 
-// drainRequested starts a Drain of every member whose label says
-// draining (hwmgr's request, or a drain a restart cut short) when its
-// volume has no job running.
-func (n *Node) drainRequested(ctx context.Context, wg *sync.WaitGroup) {
+// checkLabels reads the labels of members and spares. A drive whose
+// label says failed (hwmgr's health verdict) is taken out. A Drain
+// starts for every member whose label says draining (hwmgr's request,
+// or a drain a restart cut short) when its volume has no job running.
+func (n *Node) checkLabels(ctx context.Context, wg *sync.WaitGroup) {
+	type member struct {
+		d *drive
+		v *vol
+	}
 	n.mu.Lock()
-	var ms []*drive
+	var ms []member
 	for _, d := range n.drives {
-		if d.role == RoleMember && d.vol != nil && !d.vol.busy.Load() {
-			ms = append(ms, d)
+		if d.role == RoleMember && d.vol != nil || d.role == RoleSpare {
+			ms = append(ms, member{d, d.vol})
 		}
 	}
 	n.mu.Unlock()
-	for _, d := range ms {
+	failed := false
+	for _, m := range ms {
+		d := m.d
 		a, err := label.Open(ctx, d.Dev, label.Options{})
 		if err != nil {
 			continue
 		}
-		if r, ok := a.Current(); !ok || r.State != lifecycle.Draining || d.vol.busy.Load() {
+		r, ok := a.Current()
+		if ok && r.State == lifecycle.Failed {
+			d.w.fail("label says failed", nil)
+			failed = true
+			continue
+		}
+		if !ok || r.State != lifecycle.Draining || m.v == nil || m.v.busy.Load() {
 			continue
 		}
 		n.log.Info("node: label says draining: draining", "drive", d.Path)
@@ -208,6 +222,9 @@ func (n *Node) drainRequested(ctx context.Context, wg *sync.WaitGroup) {
 				n.log.Warn("node: requested drain not done", "drive", d.Path, "err", err)
 			}
 		})
+	}
+	if failed {
+		n.takeOutFailed()
 	}
 }
 
@@ -263,7 +280,7 @@ func (n *Node) byPath(p string) *drive {
 
 func (n *Node) spare() *drive {
 	for _, d := range n.drives {
-		if d.role == RoleSpare {
+		if d.role == RoleSpare && d.w.failure() == "" {
 			return d
 		}
 	}
@@ -295,6 +312,8 @@ func (n *Node) rebuild(ctx context.Context, v *vol, slot int, target *drive) boo
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	switch {
+	case target.role == RoleFailed:
+		// Taken out meanwhile (takeOutFailed lost its slot).
 	case err == nil:
 		target.role, target.detail = RoleMember, ""
 		n.log.Info("node: rebuild done", "volume", v.id.String(), "slot", slot, "written", res.Written)

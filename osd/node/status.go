@@ -12,6 +12,7 @@ import (
 type counters struct {
 	puts, gets, deletes atomic.Int64
 	reconstructed       atomic.Int64 // reads that needed parity
+	drivesFailed        atomic.Int64 // drives taken out as failed by the node
 
 	mu            sync.Mutex
 	damage        map[string]int64 // bad fragments found, by kind and source
@@ -56,6 +57,10 @@ type Counters struct {
 	ScrubPasses   int64 // complete passes over every volume
 	Rebuilt       int64 // fragments written by rebuilds
 	Moved         int64 // fragments copied by drains
+	// DrivesFailed counts drives the node took out by itself (I/O
+	// errors, device gone, label set to failed); RemoveDrive is not
+	// counted.
+	DrivesFailed int64
 }
 
 // Progress is how far a long job is.
@@ -218,7 +223,7 @@ func (n *Node) Status() Status {
 	st.Repair = n.repairs.status()
 	c := &n.stats
 	st.Counter = Counters{Puts: c.puts.Load(), Gets: c.gets.Load(), Deletes: c.deletes.Load(),
-		ReadsReconstructed: c.reconstructed.Load()}
+		ReadsReconstructed: c.reconstructed.Load(), DrivesFailed: c.drivesFailed.Load()}
 	c.mu.Lock()
 	st.Counter.DamageFound = map[string]int64{}
 	for k, v := range c.damage {
