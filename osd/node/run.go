@@ -115,13 +115,7 @@ func (n *Node) scrubPass(ctx context.Context) error {
 				n.jobs.scrub.PassETA = e
 				n.jobs.mu.Unlock()
 			}})
-		n.stats.mu.Lock()
-		n.stats.repaired += int64(rep.Repaired)
-		n.stats.repairFailed += int64(rep.RepairFailed)
-		n.stats.unrecoverable += int64(rep.Unrecoverable)
-		n.stats.scrubBytes += rep.Bytes
-		n.stats.scrubKeys += int64(rep.Keys)
-		n.stats.mu.Unlock()
+		n.stats.addScrub(rep)
 		addReport(&total, rep)
 		if ctx.Err() != nil {
 			n.jobs.mu.Lock()
