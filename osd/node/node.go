@@ -107,6 +107,13 @@ type Options struct {
 	// gone always does). ReadErrorWindow defaults to 10 minutes.
 	ReadErrorLimit  int
 	ReadErrorWindow time.Duration
+	// CompactInterval is the pause between compaction steps of Run; a
+	// step compacts, on every drive of every volume without a rebuild or
+	// drain running, at most one closed extent with at least CompactShare
+	// of its bytes dead (the one with the most). Default 1 minute and
+	// 0.5; a negative interval: no compaction.
+	CompactInterval time.Duration
+	CompactShare    float64
 	// RepairQueue bounds the repair queue. Default 4096; beyond that,
 	// damage is left to the next scrub (counted as dropped).
 	RepairQueue int
@@ -138,6 +145,12 @@ func (o *Options) defaults() {
 	}
 	if o.ReadErrorWindow <= 0 {
 		o.ReadErrorWindow = 10 * time.Minute
+	}
+	if o.CompactInterval == 0 {
+		o.CompactInterval = time.Minute
+	}
+	if o.CompactShare == 0 {
+		o.CompactShare = 0.5
 	}
 	if o.RepairQueue <= 0 {
 		o.RepairQueue = 4096
@@ -211,6 +224,9 @@ type Node struct {
 // in Status. The devices stay the caller's: close them after Close.
 func Open(ctx context.Context, devs []Drive, o Options) (*Node, error) {
 	o.defaults()
+	if !(o.CompactShare > 0 && o.CompactShare <= 1) {
+		return nil, fmt.Errorf("node: compact share %v: want in (0, 1]", o.CompactShare)
+	}
 	if o.K < 1 || o.K > volume.MaxK || o.M < 1 || o.M > volume.MaxM {
 		return nil, fmt.Errorf("node: code %d+%d: want k in 1..%d and m in 1..%d", o.K, o.M, volume.MaxK, volume.MaxM)
 	}

@@ -14,14 +14,16 @@ import (
 
 // Run does the background work until ctx ends: the repair queue fed by
 // reads, the paced scrub loop (a pass over every volume, then
-// Options.ScrubInterval of rest, or until StartScrub), and rebuilds of
-// degraded volumes onto spare drives (and resumed ones after a restart).
+// Options.ScrubInterval of rest, or until StartScrub), failed drives
+// taken out, rebuilds of degraded volumes onto spare drives (and resumed
+// ones after a restart), drains hwmgr asks for, and paced compaction.
 // It returns ctx's error.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = n.repairLoop(ctx) })
 	wg.Go(func() { _ = n.scrubLoop(ctx) })
 	wg.Go(func() { _ = n.maintain(ctx) })
+	wg.Go(func() { _ = n.compactLoop(ctx) })
 	wg.Wait()
 	return ctx.Err()
 }
@@ -322,4 +324,42 @@ func (n *Node) rebuild(ctx context.Context, v *vol, slot int, target *drive) boo
 		n.log.Warn("node: rebuild stopped", "volume", v.id.String(), "slot", slot, "err", err)
 	}
 	return false
+}
+
+// compactLoop runs a compaction step every o.CompactInterval (none when
+// it is negative), on the real clock (the injectable one paces scrubs).
+func (n *Node) compactLoop(ctx context.Context) error {
+	if n.o.CompactInterval < 0 {
+		return nil
+	}
+	for {
+		if err := sleepCtx(ctx, n.o.CompactInterval); err != nil {
+			return err
+		}
+		n.compactStep(ctx)
+	}
+}
+
+// compactStep compacts at most one extent per drive of each volume with
+// no rebuild or drain running (their copying comes first; the engine
+// keeps either safe beside a compaction).
+func (n *Node) compactStep(ctx context.Context) {
+	vs, err := n.volumes()
+	if err != nil {
+		return
+	}
+	for _, v := range vs {
+		if v.busy.Load() {
+			continue
+		}
+		res, err := v.v.Compact(ctx, n.o.CompactShare, 1)
+		if res.Extents > 0 {
+			v.full.Store(false)
+			n.stats.compacted.Add(int64(res.Extents))
+			n.log.Info("node: compacted", "volume", v.id.String(), "extents", res.Extents)
+		}
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("node: compaction", "volume", v.id.String(), "err", err)
+		}
+	}
 }

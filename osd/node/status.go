@@ -14,6 +14,7 @@ type counters struct {
 	puts, gets, deletes atomic.Int64
 	reconstructed       atomic.Int64 // reads that needed parity
 	drivesFailed        atomic.Int64 // drives taken out as failed by the node
+	compacted           atomic.Int64 // extents compacted
 
 	mu            sync.Mutex
 	damage        map[string]int64 // bad fragments found, by kind and source
@@ -106,6 +107,8 @@ type Counters struct {
 	// errors, device gone, label set to failed); RemoveDrive is not
 	// counted.
 	DrivesFailed int64
+	// Compacted counts extents compacted by Run (over every drive).
+	Compacted int64
 }
 
 // Progress is how far a long job is.
@@ -268,7 +271,8 @@ func (n *Node) Status() Status {
 	st.Repair = n.repairs.status()
 	c := &n.stats
 	st.Counter = Counters{Puts: c.puts.Load(), Gets: c.gets.Load(), Deletes: c.deletes.Load(),
-		ReadsReconstructed: c.reconstructed.Load(), DrivesFailed: c.drivesFailed.Load()}
+		ReadsReconstructed: c.reconstructed.Load(), DrivesFailed: c.drivesFailed.Load(),
+		Compacted: c.compacted.Load()}
 	c.mu.Lock()
 	st.Counter.DamageFound = maps.Clone(c.damage)
 	st.Counter.ScrubFindings = maps.Clone(c.scrubFound)
