@@ -212,3 +212,70 @@ func TestLabelFailed(t *testing.T) {
 		t.Errorf("label state %s, want failed (hwmgr's)", r.State)
 	}
 }
+
+// TestPutRetriedOnAnotherVolume (12 loops: two 4+2 volumes, no spare): a
+// member of the volume a key goes to first fails its writes; that Put is
+// not lost but stored on the other volume, and the failing volume is
+// degraded at once (no Run). When a member of the second volume fails
+// too, a Put is refused with ErrFull; every acknowledged block reads.
+func TestPutRetriedOnAnotherVolume(t *testing.T) {
+	ctx := context.Background()
+	ds, fs := faulty(t, open(t, loops(t, 12)))
+	n, err := Open(ctx, ds, testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if len(n.vols) != 2 {
+		t.Fatalf("%d volumes, want 2", len(n.vols))
+	}
+	rng := rand.New(rand.NewPCG(111, 112))
+	acked := putBlocks(t, n, rng, 6, 50<<10)
+	// A block whose first volume is vols[0], and a member of it.
+	first := n.vols[0]
+	b := randBlock(rng, 40<<10)
+	for byKey(n.vols, b.key)[0] != first {
+		b = randBlock(rng, 40<<10)
+	}
+	victim := -1
+	for i, d := range n.drives {
+		if d.vol == first && victim < 0 {
+			victim = i
+		}
+	}
+	if err := fs[victim].Inject(zone.Rule{Ops: zone.OpWrite}); err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := n.Put(ctx, b.key, b.data); err != nil || !stored {
+		t.Fatalf("put with a member of its first volume failing: stored=%v %v", stored, err)
+	}
+	acked = append(acked, b)
+	st := n.Status()
+	if r := role(st, ds[victim].Path); r.Role != RoleFailed || st.Counter.DrivesFailed != 1 {
+		t.Fatalf("victim %+v, %d failed", r, st.Counter.DrivesFailed)
+	}
+	for _, v := range st.Volumes {
+		if want := v.ID != first.id; v.Writable != want {
+			t.Errorf("volume %s writable=%v, want %v", v.ID, v.Writable, want)
+		}
+	}
+	if bi, err := n.vols[1].v.Stat(ctx, b.key); err != nil || bi.Fragments != 6 {
+		t.Errorf("the block on the other volume: %+v %v", bi, err)
+	}
+	for i, d := range n.drives {
+		if d.vol == n.vols[1] {
+			if err := fs[i].Inject(zone.Rule{Ops: zone.OpWrite}); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	c := randBlock(rng, 30<<10)
+	if _, err := n.Put(ctx, c.key, c.data); !errors.Is(err, ErrFull) {
+		t.Fatalf("put with both volumes losing a member: %v, want ErrFull", err)
+	}
+	if st := n.Status(); st.Counter.DrivesFailed != 2 || st.Volumes[0].Writable || st.Volumes[1].Writable {
+		t.Errorf("after the second failure: %d failed, writable %v %v", st.Counter.DrivesFailed, st.Volumes[0].Writable, st.Volumes[1].Writable)
+	}
+	readAll(t, n, acked)
+}
