@@ -24,7 +24,7 @@ type DriveStatus struct {
 	Serial     string `json:"serial,omitempty"`
 	WWN        string `json:"wwn,omitempty"`
 	Model      string `json:"model,omitempty"`
-	State      string `json:"state"`            // "in-service", "rebuilding", "lost", "spare", "draining", "drained", "free"
+	State      string `json:"state"`            // "in-service" (a member) or the node's role: "spare", "target", "lost", "failed", "drained", "foreign", ...
 	Volume     string `json:"volume,omitempty"` // the volume it is a member of
 	Slot       int    `json:"slot"`             // -1 when not a member
 	ReadErrors int64  `json:"read_errors"`
