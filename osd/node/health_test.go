@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,22 @@ func slotDrive(t testing.TB, n *Node, ds []Drive, slot int) int {
 	}
 	t.Fatalf("no drive holds slot %d", slot)
 	return -1
+}
+
+// faultyNode opens a node (no scrub) on 7 loop devices behind
+// zone.Faulty, a 4+2 volume and a spare, and puts count blocks of up to
+// 100 KiB. The node closes when the test ends.
+func faultyNode(t testing.TB, seed uint64, count int) (*Node, []Drive, []*zone.Faulty, []block) {
+	t.Helper()
+	ds, fs := faulty(t, open(t, loops(t, 7)))
+	o := testOpts()
+	o.ScrubDelay = time.Hour
+	n, err := Open(context.Background(), ds, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, ds, fs, putBlocks(t, n, rand.New(rand.NewPCG(seed, seed+1)), count, 100<<10)
 }
 
 // rebuilt waits until the first volume is healthy again with no job
@@ -51,15 +68,7 @@ func rebuilt(t testing.TB, n *Node, path string) Status {
 // two other original members dead.
 func TestMemberFailsWritesUnderLoad(t *testing.T) {
 	ctx := context.Background()
-	ds, fs := faulty(t, open(t, loops(t, 7)))
-	o := testOpts()
-	o.ScrubDelay = time.Hour
-	n, err := Open(ctx, ds, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	acked := putBlocks(t, n, rand.New(rand.NewPCG(61, 62)), 8, 100<<10)
+	n, ds, fs, acked := faultyNode(t, 61, 8)
 	victim := slotDrive(t, n, ds, 2)
 
 	rctx, cancel := context.WithCancel(ctx)
@@ -278,4 +287,31 @@ func TestPutRetriedOnAnotherVolume(t *testing.T) {
 		t.Errorf("after the second failure: %d failed, writable %v %v", st.Counter.DrivesFailed, st.Volumes[0].Writable, st.Volumes[1].Writable)
 	}
 	readAll(t, n, acked)
+}
+
+// TestDeviceGone: a member whose reads say ENXIO (the device is gone)
+// fails at its first read error, well below ReadErrorLimit; Run takes it
+// out and rebuilds onto the spare.
+func TestDeviceGone(t *testing.T) {
+	ctx := context.Background()
+	n, ds, fs, bs := faultyNode(t, 121, 10)
+	victim := slotDrive(t, n, ds, 1)
+	if err := fs[victim].Inject(zone.Rule{Err: syscall.ENXIO}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Get(ctx, bs[0].key); err != nil {
+		t.Fatal(err)
+	}
+	if r := n.drives[victim].w.failure(); !strings.HasPrefix(r, "device gone") {
+		t.Fatalf("after one ENXIO: failure %q, want device gone", r)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	var run sync.WaitGroup
+	run.Go(func() { _ = n.Run(rctx) })
+	defer func() { cancel(); run.Wait() }()
+	st := rebuilt(t, n, ds[victim].Path)
+	if r := role(st, ds[victim].Path); r.Role != RoleFailed {
+		t.Errorf("victim %+v", r)
+	}
+	readAll(t, n, bs)
 }
