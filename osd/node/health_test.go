@@ -108,6 +108,11 @@ func TestMemberFailsWritesUnderLoad(t *testing.T) {
 	if err := fs[victim].Inject(zone.Rule{Ops: zone.OpWrite | zone.OpFlush}); err != nil {
 		t.Fatal(err)
 	}
+	// One more write, in case the writers were all done already.
+	extra := randBlock(rand.New(rand.NewPCG(66, 67)), 4096)
+	if _, err := n.Put(ctx, extra.key, extra.data); !errors.Is(err, ErrFull) {
+		t.Errorf("put onto the failing member: %v, want ErrFull", err)
+	}
 	st := waitFor(t, n, "the failing member taken out", func(s Status) bool {
 		return role(s, ds[victim].Path).Role == RoleFailed
 	})
