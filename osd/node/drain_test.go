@@ -200,31 +200,8 @@ func TestDrainWhileDegraded(t *testing.T) {
 // spare.
 func TestDrainRequestedByLabel(t *testing.T) {
 	ctx := context.Background()
-	paths := loops(t, 7)
-	o := testOpts()
-	o.LabelCheckInterval = 50 * time.Millisecond
-	o.ScrubDelay = time.Hour
-	n, err := Open(ctx, open(t, paths), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	bs := putBlocks(t, n, rand.New(rand.NewPCG(41, 42)), 20, 200<<10)
-	var victim string
-	for _, d := range n.Status().Drives {
-		if d.Role == RoleMember {
-			victim = d.Path
-			break
-		}
-	}
-	hw := open(t, []string{victim})[0] // hwmgr's own descriptor
-	a, err := label.Open(ctx, hw.Dev, label.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Update(ctx, func(r *label.Record) error { r.State = lifecycle.Draining; return nil }); err != nil {
-		t.Fatal(err)
-	}
+	n, bs := labelCheckNode(t, 41)
+	victim, a := setLabel(t, n, lifecycle.Draining)
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = n.Run(rctx) })
@@ -237,4 +214,44 @@ func TestDrainRequestedByLabel(t *testing.T) {
 	if r, _ := a.Current(); r.State != lifecycle.Drained || r.Owner != "" {
 		t.Errorf("label after the drain: state %s owner %q", r.State, r.Owner)
 	}
+}
+
+// labelCheckNode opens a node on 7 loop devices (a 4+2 volume and a
+// spare) that checks labels every 50 ms, and puts 20 blocks; the node
+// closes when the test ends.
+func labelCheckNode(t testing.TB, seed uint64) (*Node, []block) {
+	t.Helper()
+	o := testOpts()
+	o.LabelCheckInterval = 50 * time.Millisecond
+	o.ScrubDelay = time.Hour
+	n, err := Open(context.Background(), open(t, loops(t, 7)), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, putBlocks(t, n, rand.New(rand.NewPCG(seed, seed)), 20, 200<<10)
+}
+
+// setLabel sets the label state of the first member to state through a
+// descriptor of its own, as hwmgr would from its process. It returns the
+// drive's path and that label area.
+func setLabel(t testing.TB, n *Node, state lifecycle.State) (string, *label.Area) {
+	t.Helper()
+	ctx := context.Background()
+	var victim string
+	for _, d := range n.Status().Drives {
+		if d.Role == RoleMember {
+			victim = d.Path
+			break
+		}
+	}
+	hw := open(t, []string{victim})[0] // hwmgr's own descriptor
+	a, err := label.Open(ctx, hw.Dev, label.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Update(ctx, func(r *label.Record) error { r.State = state; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return victim, a
 }

@@ -31,7 +31,7 @@ func (n *Node) AddDrive(ctx context.Context, d Drive) error {
 		return fmt.Errorf("%w: %s is already a drive of the node (%s)", ErrBusy, d.Path, old.role)
 	}
 	n.mu.Unlock()
-	dr := &drive{Drive: d, slot: -1}
+	dr := n.newDrive(d)
 	if id, ok := n.classify(ctx, dr); ok {
 		dr.role, dr.detail = RoleStale, "holds a member of volume "+id.String()+"; not reassembled while running"
 	}
@@ -186,9 +186,12 @@ func (n *Node) undrain(ctx context.Context, d, target *drive, old *label.Area) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	target.vol, target.slot = nil, -1
-	if err != nil {
+	switch reason := target.w.failure(); {
+	case reason != "":
+		target.role, target.detail = RoleFailed, reason
+	case err != nil:
 		target.role, target.detail = RoleError, fmt.Sprintf("not released after a failed drain: %v", err)
-	} else {
+	default:
 		target.role, target.detail = RoleSpare, ""
 	}
 	if d.role == RoleMember {

@@ -74,6 +74,7 @@ const (
 	RoleStale      = "stale"      // an old member of a volume, replaced since
 	RoleIncomplete = "incomplete" // a member of a volume with fewer than k drives present
 	RoleLost       = "lost"       // removed (RemoveDrive): no longer used
+	RoleFailed     = "failed"     // taken out by the node: I/O errors, device gone, or its label says failed
 	RoleDrained    = "drained"    // drained: holds no live data of ours
 	RoleError      = "error"      // the label could not be read
 )
@@ -100,6 +101,19 @@ type Options struct {
 	// LabelCheckInterval is how often Run reads the members' labels for
 	// a draining request (hwmgr sets the state). Default 30 s.
 	LabelCheckInterval time.Duration
+	// ReadErrorLimit is how many failed reads (device errors, not bad
+	// checksums) within ReadErrorWindow take a drive out as failed.
+	// Default 8; negative: reads never do (a failed write or a device
+	// gone always does). ReadErrorWindow defaults to 10 minutes.
+	ReadErrorLimit  int
+	ReadErrorWindow time.Duration
+	// CompactInterval is the pause between compaction steps of Run; a
+	// step compacts, on every drive of every volume without a rebuild or
+	// drain running, at most one closed extent with at least CompactShare
+	// of its bytes dead (the one with the most). Default 1 minute and
+	// 0.5; a negative interval: no compaction.
+	CompactInterval time.Duration
+	CompactShare    float64
 	// RepairQueue bounds the repair queue. Default 4096; beyond that,
 	// damage is left to the next scrub (counted as dropped).
 	RepairQueue int
@@ -125,6 +139,18 @@ func (o *Options) defaults() {
 	}
 	if o.LabelCheckInterval <= 0 {
 		o.LabelCheckInterval = 30 * time.Second
+	}
+	if o.ReadErrorLimit == 0 {
+		o.ReadErrorLimit = 8
+	}
+	if o.ReadErrorWindow <= 0 {
+		o.ReadErrorWindow = 10 * time.Minute
+	}
+	if o.CompactInterval == 0 {
+		o.CompactInterval = time.Minute
+	}
+	if o.CompactShare == 0 {
+		o.CompactShare = 0.5
 	}
 	if o.RepairQueue <= 0 {
 		o.RepairQueue = 4096
@@ -152,7 +178,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 type drive struct {
-	Drive
+	Drive   // Dev is w
+	w       *watch
 	role    string
 	detail  string
 	foreign []string
@@ -197,6 +224,9 @@ type Node struct {
 // in Status. The devices stay the caller's: close them after Close.
 func Open(ctx context.Context, devs []Drive, o Options) (*Node, error) {
 	o.defaults()
+	if !(o.CompactShare > 0 && o.CompactShare <= 1) {
+		return nil, fmt.Errorf("node: compact share %v: want in (0, 1]", o.CompactShare)
+	}
 	if o.K < 1 || o.K > volume.MaxK || o.M < 1 || o.M > volume.MaxM {
 		return nil, fmt.Errorf("node: code %d+%d: want k in 1..%d and m in 1..%d", o.K, o.M, volume.MaxK, volume.MaxM)
 	}
@@ -213,7 +243,7 @@ func Open(ctx context.Context, devs []Drive, o Options) (*Node, error) {
 			return nil, fmt.Errorf("node: drive %s given twice", d.Path)
 		}
 		seen[d.Path] = true
-		n.drives = append(n.drives, &drive{Drive: d, slot: -1})
+		n.drives = append(n.drives, n.newDrive(d))
 	}
 	groups := map[volume.UUID][]*drive{}
 	var ids []volume.UUID
@@ -232,6 +262,13 @@ func Open(ctx context.Context, devs []Drive, o Options) (*Node, error) {
 	n.formVolumes(ctx)
 	n.log.Info("node opened", "drives", len(n.drives), "volumes", len(n.vols))
 	return n, nil
+}
+
+// newDrive wraps d's device in a watch (failed-drive detection).
+func (n *Node) newDrive(d Drive) *drive {
+	w := n.watch(d)
+	d.Dev = w
+	return &drive{Drive: d, w: w, slot: -1}
 }
 
 // classify reads d's label and sets its role. It returns the volume d is
@@ -533,7 +570,13 @@ func (n *Node) Put(ctx context.Context, key Key, data []byte) (stored bool, err 
 			v.full.Store(true)
 			n.log.Warn("node: volume full", "volume", v.id.String())
 		default:
-			n.log.Warn("node: put failed on a volume; trying the next", "volume", v.id.String(), "err", err)
+			if n.takeOutFailed() > 0 {
+				// A member failed mid-write: the volume is degraded
+				// now; the block goes to the next writable volume.
+				n.log.Warn("node: a member failed during a put; trying another volume", "volume", v.id.String(), "err", err)
+			} else {
+				n.log.Warn("node: put failed on a volume; trying the next", "volume", v.id.String(), "err", err)
+			}
 		}
 		errs = append(errs, err)
 	}

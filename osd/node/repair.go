@@ -94,6 +94,14 @@ func (n *Node) repairLoop(ctx context.Context) error {
 		n.stats.mu.Lock()
 		n.stats.repaired += int64(len(res.Repaired))
 		n.stats.repairFailed += int64(len(res.Failed))
+		for _, slot := range res.Repaired {
+			for _, d := range res.Damage {
+				if d.Slot == slot {
+					add(&n.stats.repairedKind, d.Kind.String(), 1)
+					break
+				}
+			}
+		}
 		n.stats.mu.Unlock()
 		n.repairs.mu.Lock()
 		switch {

@@ -14,14 +14,16 @@ import (
 
 // Run does the background work until ctx ends: the repair queue fed by
 // reads, the paced scrub loop (a pass over every volume, then
-// Options.ScrubInterval of rest, or until StartScrub), and rebuilds of
-// degraded volumes onto spare drives (and resumed ones after a restart).
+// Options.ScrubInterval of rest, or until StartScrub), failed drives
+// taken out, rebuilds of degraded volumes onto spare drives (and resumed
+// ones after a restart), drains hwmgr asks for, and paced compaction.
 // It returns ctx's error.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = n.repairLoop(ctx) })
 	wg.Go(func() { _ = n.scrubLoop(ctx) })
 	wg.Go(func() { _ = n.maintain(ctx) })
+	wg.Go(func() { _ = n.compactLoop(ctx) })
 	wg.Wait()
 	return ctx.Err()
 }
@@ -115,13 +117,7 @@ func (n *Node) scrubPass(ctx context.Context) error {
 				n.jobs.scrub.PassETA = e
 				n.jobs.mu.Unlock()
 			}})
-		n.stats.mu.Lock()
-		n.stats.repaired += int64(rep.Repaired)
-		n.stats.repairFailed += int64(rep.RepairFailed)
-		n.stats.unrecoverable += int64(rep.Unrecoverable)
-		n.stats.scrubBytes += rep.Bytes
-		n.stats.scrubKeys += int64(rep.Keys)
-		n.stats.mu.Unlock()
+		n.stats.addScrub(rep)
 		addReport(&total, rep)
 		if ctx.Err() != nil {
 			n.jobs.mu.Lock()
@@ -171,8 +167,9 @@ func (n *Node) maintain(ctx context.Context) error {
 	tick := time.NewTicker(n.o.LabelCheckInterval)
 	defer tick.Stop()
 	for {
+		n.takeOutFailed()
 		n.assign(ctx, &wg)
-		n.drainRequested(ctx, &wg)
+		n.checkLabels(ctx, &wg)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -182,24 +179,37 @@ func (n *Node) maintain(ctx context.Context) error {
 	}
 }
 
-// drainRequested starts a Drain of every member whose label says
-// draining (hwmgr's request, or a drain a restart cut short) when its
-// volume has no job running.
-func (n *Node) drainRequested(ctx context.Context, wg *sync.WaitGroup) {
+// checkLabels reads the labels of members and spares. A drive whose
+// label says failed (hwmgr's health verdict) is taken out. A Drain
+// starts for every member whose label says draining (hwmgr's request,
+// or a drain a restart cut short) when its volume has no job running.
+func (n *Node) checkLabels(ctx context.Context, wg *sync.WaitGroup) {
+	type member struct {
+		d *drive
+		v *vol
+	}
 	n.mu.Lock()
-	var ms []*drive
+	var ms []member
 	for _, d := range n.drives {
-		if d.role == RoleMember && d.vol != nil && !d.vol.busy.Load() {
-			ms = append(ms, d)
+		if d.role == RoleMember && d.vol != nil || d.role == RoleSpare {
+			ms = append(ms, member{d, d.vol})
 		}
 	}
 	n.mu.Unlock()
-	for _, d := range ms {
+	failed := false
+	for _, m := range ms {
+		d := m.d
 		a, err := label.Open(ctx, d.Dev, label.Options{})
 		if err != nil {
 			continue
 		}
-		if r, ok := a.Current(); !ok || r.State != lifecycle.Draining || d.vol.busy.Load() {
+		r, ok := a.Current()
+		if ok && r.State == lifecycle.Failed {
+			d.w.fail("label says failed", nil)
+			failed = true
+			continue
+		}
+		if !ok || r.State != lifecycle.Draining || m.v == nil || m.v.busy.Load() {
 			continue
 		}
 		n.log.Info("node: label says draining: draining", "drive", d.Path)
@@ -208,6 +218,9 @@ func (n *Node) drainRequested(ctx context.Context, wg *sync.WaitGroup) {
 				n.log.Warn("node: requested drain not done", "drive", d.Path, "err", err)
 			}
 		})
+	}
+	if failed {
+		n.takeOutFailed()
 	}
 }
 
@@ -263,7 +276,7 @@ func (n *Node) byPath(p string) *drive {
 
 func (n *Node) spare() *drive {
 	for _, d := range n.drives {
-		if d.role == RoleSpare {
+		if d.role == RoleSpare && d.w.failure() == "" {
 			return d
 		}
 	}
@@ -295,6 +308,8 @@ func (n *Node) rebuild(ctx context.Context, v *vol, slot int, target *drive) boo
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	switch {
+	case target.role == RoleFailed:
+		// Taken out meanwhile (takeOutFailed lost its slot).
 	case err == nil:
 		target.role, target.detail = RoleMember, ""
 		n.log.Info("node: rebuild done", "volume", v.id.String(), "slot", slot, "written", res.Written)
@@ -309,4 +324,42 @@ func (n *Node) rebuild(ctx context.Context, v *vol, slot int, target *drive) boo
 		n.log.Warn("node: rebuild stopped", "volume", v.id.String(), "slot", slot, "err", err)
 	}
 	return false
+}
+
+// compactLoop runs a compaction step every o.CompactInterval (none when
+// it is negative), on the real clock (the injectable one paces scrubs).
+func (n *Node) compactLoop(ctx context.Context) error {
+	if n.o.CompactInterval < 0 {
+		return nil
+	}
+	for {
+		if err := sleepCtx(ctx, n.o.CompactInterval); err != nil {
+			return err
+		}
+		n.compactStep(ctx)
+	}
+}
+
+// compactStep compacts at most one extent per drive of each volume with
+// no rebuild or drain running (their copying comes first; the engine
+// keeps either safe beside a compaction).
+func (n *Node) compactStep(ctx context.Context) {
+	vs, err := n.volumes()
+	if err != nil {
+		return
+	}
+	for _, v := range vs {
+		if v.busy.Load() {
+			continue
+		}
+		res, err := v.v.Compact(ctx, n.o.CompactShare, 1)
+		if res.Extents > 0 {
+			v.full.Store(false)
+			n.stats.compacted.Add(int64(res.Extents))
+			n.log.Info("node: compacted", "volume", v.id.String(), "extents", res.Extents)
+		}
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("node: compaction", "volume", v.id.String(), "err", err)
+		}
+	}
 }

@@ -49,7 +49,8 @@ func TestCorruptScrubAndRepairQueue(t *testing.T) {
 	if lp.Keys != len(bs) || lp.Corrupt != 1 || lp.Repaired != 1 || lp.Damaged != 1 {
 		t.Fatalf("scrub pass %+v, want %d keys, 1 corrupt fragment repaired", lp, len(bs))
 	}
-	if st.Counter.DamageFound["corrupt"] != 1 || st.Counter.Repaired != 1 || st.Counter.ScrubKeys != int64(len(bs)) {
+	if st.Counter.DamageFound["corrupt"] != 1 || st.Counter.Repaired != 1 || st.Counter.ScrubKeys != int64(len(bs)) ||
+		st.Counter.ScrubFindings["corrupt"] != 1 || st.Counter.RepairedByKind["corrupt"] != 1 {
 		t.Fatalf("counters %+v", st.Counter)
 	}
 	if st.Scrub.Running || st.Scrub.NextPass.IsZero() || st.Scrub.LastFinished.IsZero() {
@@ -69,6 +70,15 @@ func TestCorruptScrubAndRepairQueue(t *testing.T) {
 	readAll(t, n, bs)
 	if r := n.Status().Counter.ReadsReconstructed; r != 1 {
 		t.Errorf("%d reads needed parity after the repairs, want only the first one", r)
+	}
+	// A clean second pass: the last pass shows nothing, the cumulative
+	// counters keep the first pass's finding; repairs by kind.
+	n.StartScrub()
+	st = waitFor(t, n, "a second scrub pass", func(s Status) bool { return s.Counter.ScrubPasses >= 2 })
+	if st.Scrub.LastPass.Damaged != 0 || st.Counter.ScrubFindings["corrupt"] != 1 || st.Counter.RepairedByKind["corrupt"] != 2 ||
+		len(st.Counter.RepairedByKind) != 1 {
+		t.Errorf("after a clean pass: last pass %+v, scrub findings %v, repaired by kind %v",
+			st.Scrub.LastPass, st.Counter.ScrubFindings, st.Counter.RepairedByKind)
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,10 +13,14 @@ import (
 type counters struct {
 	puts, gets, deletes atomic.Int64
 	reconstructed       atomic.Int64 // reads that needed parity
+	drivesFailed        atomic.Int64 // drives taken out as failed by the node
+	compacted           atomic.Int64 // extents compacted
 
 	mu            sync.Mutex
 	damage        map[string]int64 // bad fragments found, by kind and source
+	scrubFound    map[string]int64 // bad fragments found by scrubs, by kind
 	repaired      int64            // fragments rewritten (repair queue + scrub)
+	repairedKind  map[string]int64 // the same by kind of damage
 	repairFailed  int64
 	unrecoverable int64 // blocks found with fewer than k good fragments
 	scrubBytes    int64
@@ -26,15 +31,52 @@ type counters struct {
 }
 
 func (c *counters) addDamage(kind volume.DamageKind, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	add(&c.damage, kind.String(), n)
+}
+
+// add adds n to (*m)[k], making the map if needed. The caller holds the
+// counters' lock.
+func add(m *map[string]int64, k string, n int64) {
 	if n == 0 {
 		return
 	}
+	if *m == nil {
+		*m = map[string]int64{}
+	}
+	(*m)[k] += n
+}
+
+// Unattributed is the RepairedByKind key of fragments a scrub rewrote
+// when its report cannot tell their kinds apart (some repair of a
+// non-lost fragment failed in the same pass).
+const Unattributed = "unattributed"
+
+// addScrub counts one volume's scrub report: findings by kind, and
+// repairs by kind. A scrub report has per-kind findings but one repaired
+// total; a lost fragment is never repaired (the rebuild is), so when
+// every failed repair is a lost one, each other finding was repaired and
+// the kinds are exact; else the repairs count as Unattributed.
+func (c *counters) addScrub(r volume.ScrubReport) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.damage == nil {
-		c.damage = map[string]int64{}
+	found := map[string]int{volume.Missing.String(): r.Missing, volume.Corrupt.String(): r.Corrupt,
+		volume.IOError.String(): r.IOErrors, volume.Lost.String(): r.Lost, volume.Mismatch.String(): r.Mismatched}
+	for k, n := range found {
+		add(&c.scrubFound, k, int64(n))
+		if r.RepairFailed == r.Lost && k != volume.Lost.String() {
+			add(&c.repairedKind, k, int64(n))
+		}
 	}
-	c.damage[kind.String()] += n
+	if r.RepairFailed != r.Lost {
+		add(&c.repairedKind, Unattributed, int64(r.Repaired))
+	}
+	c.repaired += int64(r.Repaired)
+	c.repairFailed += int64(r.RepairFailed)
+	c.unrecoverable += int64(r.Unrecoverable)
+	c.scrubBytes += r.Bytes
+	c.scrubKeys += int64(r.Keys)
 }
 
 // Counters are cumulative totals since Open, for metrics.
@@ -45,9 +87,14 @@ type Counters struct {
 	// DamageFound counts bad fragments found by reads and scrubs (each
 	// time found), by kind: missing, corrupt, io-error, lost, mismatch.
 	DamageFound map[string]int64
+	// ScrubFindings counts bad fragments found by scrubs, by kind (each
+	// pass anew): cumulative, unlike Scrub.LastPass.
+	ScrubFindings map[string]int64
 	// Repaired and RepairFailed count fragments rewritten (or not) by the
-	// repair queue and the scrub.
+	// repair queue and the scrub; RepairedByKind splits Repaired by the
+	// kind of damage (Unattributed: see addScrub).
 	Repaired, RepairFailed int64
+	RepairedByKind         map[string]int64
 	// Unrecoverable counts blocks a scrub found with fewer than k good
 	// fragments.
 	Unrecoverable int64
@@ -56,6 +103,12 @@ type Counters struct {
 	ScrubPasses   int64 // complete passes over every volume
 	Rebuilt       int64 // fragments written by rebuilds
 	Moved         int64 // fragments copied by drains
+	// DrivesFailed counts drives the node took out by itself (I/O
+	// errors, device gone, label set to failed); RemoveDrive is not
+	// counted.
+	DrivesFailed int64
+	// Compacted counts extents compacted by Run (over every drive).
+	Compacted int64
 }
 
 // Progress is how far a long job is.
@@ -218,11 +271,16 @@ func (n *Node) Status() Status {
 	st.Repair = n.repairs.status()
 	c := &n.stats
 	st.Counter = Counters{Puts: c.puts.Load(), Gets: c.gets.Load(), Deletes: c.deletes.Load(),
-		ReadsReconstructed: c.reconstructed.Load()}
+		ReadsReconstructed: c.reconstructed.Load(), DrivesFailed: c.drivesFailed.Load(),
+		Compacted: c.compacted.Load()}
 	c.mu.Lock()
-	st.Counter.DamageFound = map[string]int64{}
-	for k, v := range c.damage {
-		st.Counter.DamageFound[k] = v
+	st.Counter.DamageFound = maps.Clone(c.damage)
+	st.Counter.ScrubFindings = maps.Clone(c.scrubFound)
+	st.Counter.RepairedByKind = maps.Clone(c.repairedKind)
+	for _, m := range []*map[string]int64{&st.Counter.DamageFound, &st.Counter.ScrubFindings, &st.Counter.RepairedByKind} {
+		if *m == nil {
+			*m = map[string]int64{}
+		}
 	}
 	st.Counter.Repaired, st.Counter.RepairFailed, st.Counter.Unrecoverable = c.repaired, c.repairFailed, c.unrecoverable
 	st.Counter.ScrubBytes, st.Counter.ScrubKeys, st.Counter.ScrubPasses = c.scrubBytes, c.scrubKeys, c.scrubPasses

@@ -64,6 +64,7 @@ type storeCollector struct {
 	volumes, drives, readErrors, rebuild         *prometheus.Desc
 	scrubRunning, scrubProgress, scrubBytes      *prometheus.Desc
 	scrubPasses, scrubFindings, damage, repaired *prometheus.Desc
+	scrubLastPass, scrubETA, drivesFailed        *prometheus.Desc
 }
 
 func newStoreCollector(status func() Status) *storeCollector {
@@ -84,15 +85,20 @@ func newStoreCollector(status func() Status) *storeCollector {
 		scrubProgress: d("scrub_progress_ratio", "Progress of the current (or last) scrub pass, 0..1."),
 		scrubBytes:    d("scrub_read_bytes_total", "Fragment bytes read by scrubs."),
 		scrubPasses:   d("scrub_passes_total", "Completed scrub passes."),
-		scrubFindings: d("scrub_findings_total", "Damaged fragments found by scrubs, by kind.", "kind"),
+		scrubFindings: d("scrub_findings_total", "Damaged fragments found by scrubs since start, by kind.", "kind"),
+		scrubLastPass: d("scrub_last_pass_findings", "Damaged fragments the last complete scrub pass found, by kind.", "kind"),
+		scrubETA:      d("scrub_eta_seconds", "Estimated time left of the running scrub pass (0 when idle or unknown)."),
 		damage:        d("damage_found_total", "Damaged fragments found by reads and scrubs, by kind.", "kind"),
-		repaired:      d("damage_repaired_total", "Damaged fragments rewritten, by kind.", "kind"),
+		repaired: d("damage_repaired_total", "Damaged fragments rewritten, by kind of damage "+
+			"(unattributed: scrub repairs whose kinds could not be told apart).", "kind"),
+		drivesFailed: d("drives_failed_total", "Drives the node took out as failed by itself (I/O errors, device gone, label set to failed)."),
 	}
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.blocks, c.bytes, c.capacity, c.free, c.volumes, c.drives, c.readErrors, c.rebuild,
-		c.scrubRunning, c.scrubProgress, c.scrubBytes, c.scrubPasses, c.scrubFindings, c.damage, c.repaired} {
+		c.scrubRunning, c.scrubProgress, c.scrubBytes, c.scrubPasses, c.scrubFindings, c.damage, c.repaired,
+		c.scrubLastPass, c.scrubETA, c.drivesFailed} {
 		ch <- d
 	}
 }
@@ -135,9 +141,18 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.scrubProgress, st.Scrub.Progress.Ratio)
 	ctr(c.scrubBytes, float64(st.Scrub.BytesRead))
 	ctr(c.scrubPasses, float64(st.Scrub.Passes))
+	eta := 0.0
+	if st.Scrub.Running {
+		eta = st.Scrub.Progress.ETASeconds
+	}
+	g(c.scrubETA, eta)
 	for k, n := range st.Scrub.Findings {
 		ctr(c.scrubFindings, float64(n), k)
 	}
+	for k, n := range st.Scrub.LastPassFindings {
+		g(c.scrubLastPass, float64(n), k)
+	}
+	ctr(c.drivesFailed, float64(st.DrivesFailed))
 	for k, n := range st.Damage.Found {
 		ctr(c.damage, float64(n), k)
 	}

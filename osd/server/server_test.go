@@ -93,7 +93,9 @@ func newFixtureOn(t testing.TB, v *volume.Volume, cfg Config, to Timeouts) *fixt
 		cfg.Status = func() Status {
 			vs := v.Status()
 			return Status{Code: fmt.Sprintf("%d+%d", vs.K, vs.M), Volumes: []VolumeStatus{{ID: vs.ID.String(), K: vs.K, M: vs.M, State: VolumeHealthy, Writable: true}},
-				Damage: DamageCounters{Found: DamageMap{"corrupt": 1}}}
+				Damage: DamageCounters{Found: DamageMap{"corrupt": 1}, Repaired: DamageMap{"corrupt": 1}}, DrivesFailed: 1,
+				Scrub: ScrubStatus{Running: true, Progress: Progress{Done: 1, Total: 4, Ratio: 0.25, ETASeconds: 30},
+					Findings: DamageMap{"corrupt": 3}, LastPassFindings: DamageMap{"corrupt": 1}}}
 		}
 	}
 	cfg.Logger = quiet()
@@ -542,7 +544,12 @@ func TestStatusAndMetrics(t *testing.T) {
 		`stowage_osd_volumes{state="healthy"} 1`,
 		`stowage_osd_volumes{state="degraded"} 0`,
 		`stowage_osd_damage_found_total{kind="corrupt"} 1`,
-		`stowage_osd_scrub_progress_ratio 0`,
+		`stowage_osd_scrub_progress_ratio 0.25`,
+		`stowage_osd_scrub_eta_seconds 30`,
+		`stowage_osd_scrub_findings_total{kind="corrupt"} 3`,
+		`stowage_osd_scrub_last_pass_findings{kind="corrupt"} 1`,
+		`stowage_osd_damage_repaired_total{kind="corrupt"} 1`,
+		`stowage_osd_drives_failed_total 1`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -13,6 +13,9 @@ type Status struct {
 	Volumes       []VolumeStatus `json:"volumes"`
 	Scrub         ScrubStatus    `json:"scrub"`
 	Damage        DamageCounters `json:"damage"`
+	// DrivesFailed counts drives the node took out as failed by itself
+	// (I/O errors, device gone, label set to failed) since start.
+	DrivesFailed int64 `json:"drives_failed"`
 }
 
 // DriveStatus describes one drive.
@@ -21,7 +24,7 @@ type DriveStatus struct {
 	Serial     string `json:"serial,omitempty"`
 	WWN        string `json:"wwn,omitempty"`
 	Model      string `json:"model,omitempty"`
-	State      string `json:"state"`            // "in-service", "rebuilding", "lost", "spare", "draining", "drained", "free"
+	State      string `json:"state"`            // "in-service" (a member) or the node's role: "spare", "target", "lost", "failed", "drained", "foreign", ...
 	Volume     string `json:"volume,omitempty"` // the volume it is a member of
 	Slot       int    `json:"slot"`             // -1 when not a member
 	ReadErrors int64  `json:"read_errors"`
@@ -71,14 +74,18 @@ type ScrubStatus struct {
 	BytesRead       int64     `json:"bytes_read"`       // fragment bytes read by scrubs since start
 	LastPassSeconds float64   `json:"last_pass_seconds,omitempty"`
 	LastError       string    `json:"last_error,omitempty"`
-	Findings        DamageMap `json:"findings"` // damage found by scrubs since start, by kind
+	Findings        DamageMap `json:"findings"` // damage found by scrubs since start, by kind (cumulative)
+	// LastPassFindings is what the last complete pass found, by kind.
+	LastPassFindings DamageMap `json:"last_pass_findings,omitempty"`
 }
 
 // DamageMap counts damaged fragments by kind ("missing", "corrupt",
 // "io-error", "lost", "mismatch").
 type DamageMap map[string]int64
 
-// DamageCounters are cumulative since the daemon started.
+// DamageCounters are cumulative since the daemon started. Repaired is
+// by the kind of damage repaired; "unattributed" counts scrub repairs
+// whose kinds could not be told apart (a repair of the same pass failed).
 type DamageCounters struct {
 	Found    DamageMap `json:"found"`
 	Repaired DamageMap `json:"repaired"`

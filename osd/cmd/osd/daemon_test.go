@@ -326,7 +326,7 @@ func TestDaemonCorruptionRepaired(t *testing.T) {
 		t.Fatalf("status after a corrupt read: %+v %v", st.Damage, err)
 	}
 	// The repair queue rewrites it.
-	waitStatus(t, c, "the read's damage repaired", func(st server.Status) bool { return st.Damage.Repaired["all"] >= 1 })
+	waitStatus(t, c, "the read's damage repaired", func(st server.Status) bool { return st.Damage.Repaired["corrupt"] >= 1 })
 	// A parity fragment (slot 4) of block 5: reads never look at it, the
 	// scrub started over the admin API finds and repairs it.
 	enc, err := reedsolomon.New(4, 2)
@@ -346,7 +346,7 @@ func TestDaemonCorruptionRepaired(t *testing.T) {
 		t.Fatalf("scrub: %+v %v", res, err)
 	}
 	st = waitStatus(t, c, "a scrub pass repairing the parity fragment", func(st server.Status) bool {
-		return st.Scrub.Passes > passes && st.Scrub.Findings["corrupt"] >= 1 && st.Damage.Repaired["all"] >= 2
+		return st.Scrub.Passes > passes && st.Scrub.Findings["corrupt"] >= 1 && st.Damage.Repaired["corrupt"] >= 2
 	})
 	if st.Scrub.BytesRead == 0 {
 		t.Errorf("scrub status after a pass: %+v", st.Scrub)
@@ -357,7 +357,7 @@ func TestDaemonCorruptionRepaired(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`stowage_osd_damage_found_total\{kind="corrupt"\} [2-9]`, `stowage_osd_damage_repaired_total\{kind="all"\} [2-9]`,
+	for _, want := range []string{`stowage_osd_damage_found_total\{kind="corrupt"\} [2-9]`, `stowage_osd_damage_repaired_total\{kind="corrupt"\} [2-9]`,
 		`stowage_osd_scrub_findings_total\{kind="corrupt"\} 1`, `stowage_osd_scrub_passes_total [1-9]`} {
 		if !regexp.MustCompile("(?m)^" + want + "$").Match(m) {
 			t.Errorf("metrics lack %s; status %+v %+v", want, st.Damage, st.Scrub)

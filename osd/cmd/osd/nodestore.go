@@ -189,19 +189,18 @@ func (s *nodeStore) Status() server.Status {
 	}
 	sc := ns.Scrub
 	st.Scrub = server.ScrubStatus{Running: sc.Running, BytesPerSecond: max(sc.BytesPerSecond, 0),
-		Passes: ns.Counter.ScrubPasses, BytesRead: ns.Counter.ScrubBytes, Findings: server.DamageMap{}}
+		Passes: ns.Counter.ScrubPasses, BytesRead: ns.Counter.ScrubBytes, Findings: server.DamageMap(ns.Counter.ScrubFindings),
+		LastPassFindings: server.DamageMap{}}
 	st.Scrub.Progress = progress(int64(sc.Progress.Done), int64(sc.Progress.Total), 0)
 	st.Scrub.Progress.ETASeconds = sc.PassETA.Seconds()
 	lp := sc.LastPass
 	for kind, n := range map[string]int{"missing": lp.Missing, "corrupt": lp.Corrupt, "io-error": lp.IOErrors, "lost": lp.Lost, "mismatch": lp.Mismatched} {
 		if n > 0 {
-			st.Scrub.Findings[kind] = int64(n)
+			st.Scrub.LastPassFindings[kind] = int64(n)
 		}
 	}
-	st.Damage = server.DamageCounters{Found: server.DamageMap{}, Repaired: server.DamageMap{"all": ns.Counter.Repaired}}
-	for k, n := range ns.Counter.DamageFound {
-		st.Damage.Found[k] = n
-	}
+	st.Damage = server.DamageCounters{Found: server.DamageMap(ns.Counter.DamageFound), Repaired: server.DamageMap(ns.Counter.RepairedByKind)}
+	st.DrivesFailed = ns.Counter.DrivesFailed
 	s.mu.Lock()
 	st.Blocks, st.Bytes = s.blocks, s.bytes
 	s.mu.Unlock()
