@@ -390,8 +390,66 @@ func (e *Engine) GetMeta(ctx context.Context, id ID) ([]byte, uint32, error) {
 // slice of buf when the whole record (header and payload, ReadBufSize)
 // fits, else of a new buffer. buf is the caller's again once it no longer
 // uses the payload, so that reads of large fragments allocate nothing.
-func (e *Engine) GetMetaBuf(ctx context.Context, id ID, buf []byte) ([]byte, uint32, error) {
+//
+// guess > 0 is the record's likely size (ReadBufSize of the payload): the
+// first read then takes that much (within buf and what the extent holds)
+// instead of the header block alone, so that a right guess reads the
+// record in one I/O rather than two. The header and the payload CRC are
+// checked the same way; anything unexpected falls back to the two reads.
+func (e *Engine) GetMetaBuf(ctx context.Context, id ID, buf []byte, guess int) ([]byte, uint32, error) {
+	if guess > record.BlockSize && len(buf) >= guess {
+		if data, meta, ok := e.getOnce(ctx, id, buf[:guess]); ok {
+			return data, meta, nil
+		}
+	}
 	return e.get(ctx, id, buf)
+}
+
+// getOnce reads id's record with one read of up to len(buf) bytes from
+// its start; ok is false when that did not give the whole record, good.
+func (e *Engine) getOnce(ctx context.Context, id ID, buf []byte) (data []byte, meta uint32, ok bool) {
+	if ctx.Err() != nil {
+		return nil, 0, false
+	}
+	fp := index.Fingerprint(&id.Key, id.Frag)
+	var lb [4]uint64
+	e.mu.Lock()
+	locs := e.idx.Lookup(fp, lb[:0])
+	if len(locs) != 1 {
+		e.mu.Unlock()
+		return nil, 0, false
+	}
+	loc := locs[0]
+	x := e.extentOf(loc)
+	if x == nil || x.state == stateFree {
+		e.mu.Unlock()
+		return nil, 0, false
+	}
+	off := int64(loc) * record.BlockSize
+	l := x.logical(e.info, off)
+	end := x.total
+	if x.state == stateOpen {
+		end = x.used
+	}
+	inc := x.inc
+	e.mu.Unlock()
+	n := min(int64(len(buf)), end-l) &^ (record.BlockSize - 1)
+	if n < record.BlockSize {
+		return nil, 0, false
+	}
+	b := buf[:n]
+	if err := x.read(e.dev, b, l); err != nil {
+		return nil, 0, false
+	}
+	h, err := record.DecodeHeader(b)
+	if err != nil || h.Type != record.TypeBlock || h.Incarnation != inc || h.Key != id.Key || h.Frag != id.Frag || h.Size() > n {
+		return nil, 0, false
+	}
+	p := b[record.HeaderSize : record.HeaderSize+int(h.Length)]
+	if h.CheckPayload(p) != nil {
+		return nil, 0, false
+	}
+	return p, h.Meta, true
 }
 
 // ReadBufSize is the buffer GetMetaBuf needs for a payload of n bytes.

@@ -152,3 +152,37 @@ func TestDegradedMatchesStatus(t *testing.T) {
 		t.Fatalf("slot lost: Degraded %v, Status %v", v.Degraded(), v.Status().Degraded)
 	}
 }
+
+// TestReadGuessesSteadySize: after a run of same-sized reads the volume
+// guesses the fragment size (one I/O per fragment); a block of another
+// size still reads right and ends the run.
+func TestReadGuessesSteadySize(t *testing.T) {
+	ctx := context.Background()
+	v, err := Create(ctx, asDevices(memDevs(t, 6)), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	rng := rand.New(rand.NewPCG(65, 66))
+	big := randBlock(rng, 1<<20)
+	small := randBlock(rng, 5000)
+	for _, b := range []block{big, small} {
+		if _, err := v.Put(ctx, b.key, b.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range steadyReads {
+		if got, err := v.Get(ctx, big.key); err != nil || !bytes.Equal(got, big.data) {
+			t.Fatalf("read: %v", err)
+		}
+	}
+	if g := v.guess(); g != engine.ReadBufSize(v.fragSize(len(big.data))) {
+		t.Fatalf("guess after %d reads of one size: %d", steadyReads, g)
+	}
+	if got, err := v.Get(ctx, small.key); err != nil || !bytes.Equal(got, small.data) {
+		t.Fatalf("small block after the guess: %v", err)
+	}
+	if g := v.guess(); g != 0 {
+		t.Fatalf("guess after a read of another size: %d, want 0", g)
+	}
+}

@@ -154,6 +154,35 @@ type Volume struct {
 	// reading counts each slot's fragment reads in flight: a read picks
 	// the k least busy slots.
 	reading [MaxK + MaxM]atomic.Int32
+	// lastRec is the record size (engine.ReadBufSize) of the last
+	// fragment read, and streak how many reads in a row found that size:
+	// once the sizes are steady (a run of 4 MiB blocks), reads guess it
+	// and fetch each fragment in one I/O (engine.GetMetaBuf).
+	lastRec atomic.Int64
+	streak  atomic.Int32
+}
+
+// steadyReads is the streak of same-sized fragment reads after which a
+// read guesses the size: a mixed workload, whose wrong guesses would
+// read more than needed, rarely gets there.
+const steadyReads = 16
+
+// guess returns the record size a fragment read should guess (0: none).
+func (v *Volume) guess() int {
+	if v.streak.Load() < steadyReads {
+		return 0
+	}
+	return int(v.lastRec.Load())
+}
+
+// sawRecord notes the record size of a fragment read.
+func (v *Volume) sawRecord(payload int) {
+	rec := int64(engine.ReadBufSize(payload))
+	if v.lastRec.Swap(rec) != rec {
+		v.streak.Store(0)
+	} else if v.streak.Load() < steadyReads {
+		v.streak.Add(1)
+	}
 }
 
 // poolMin is the smallest block whose fragment buffer comes from the pool.
@@ -670,15 +699,20 @@ func (v *Volume) fetch(ctx context.Context, slots []*slot, key Key, idx []int, f
 			continue
 		}
 		var buf []byte
+		guess := 0
 		if pooled {
 			fr[i].buf = v.readBuf()
 			buf = *fr[i].buf
+			guess = v.guess()
 		}
 		v.reading[i].Add(1)
 		wg.Go(func() {
 			defer v.reading[i].Add(-1)
-			b, meta, err := slots[i].eng.GetMetaBuf(ctx, fragID(key, i), buf)
+			b, meta, err := slots[i].eng.GetMetaBuf(ctx, fragID(key, i), buf, guess)
 			fr[i].data, fr[i].meta, fr[i].err = b, meta, err
+			if err == nil {
+				v.sawRecord(len(b))
+			}
 			var ce *engine.CorruptionError
 			var errno syscall.Errno
 			switch {
