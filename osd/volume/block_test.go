@@ -11,6 +11,18 @@ import (
 	"github.com/stowage/stowage/osd/zone"
 )
 
+// memVolume creates a 4+2 volume on in-memory drives (closed when the
+// test ends).
+func memVolume(t *testing.T) *Volume {
+	t.Helper()
+	v, err := Create(context.Background(), asDevices(memDevs(t, 6)), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
 // busy marks slots as having reads in flight until the test's undo.
 func busy(v *Volume, slots ...int) (undo func()) {
 	for _, i := range slots {
@@ -28,11 +40,7 @@ func busy(v *Volume, slots ...int) (undo func()) {
 // returns the right bytes without calling it damage or reconstruction.
 func TestReadSpreadsOverParity(t *testing.T) {
 	ctx := context.Background()
-	v, err := Create(ctx, asDevices(memDevs(t, 6)), testOpts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := memVolume(t)
 	rng := rand.New(rand.NewPCG(61, 62))
 	var bs []block
 	for _, size := range []int{1, 5, 4097, 300 << 10, 1<<20 + 3, engine.MaxBlock} {
@@ -137,11 +145,7 @@ func TestBlockBadRange(t *testing.T) {
 }
 
 func TestDegradedMatchesStatus(t *testing.T) {
-	v, err := Create(context.Background(), asDevices(memDevs(t, 6)), testOpts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := memVolume(t)
 	if v.Degraded() || v.Status().Degraded {
 		t.Fatalf("new volume: Degraded %v, Status %v", v.Degraded(), v.Status().Degraded)
 	}
@@ -158,11 +162,7 @@ func TestDegradedMatchesStatus(t *testing.T) {
 // size still reads right and ends the run.
 func TestReadGuessesSteadySize(t *testing.T) {
 	ctx := context.Background()
-	v, err := Create(ctx, asDevices(memDevs(t, 6)), testOpts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := memVolume(t)
 	rng := rand.New(rand.NewPCG(65, 66))
 	big := randBlock(rng, 1<<20)
 	small := randBlock(rng, 5000)
