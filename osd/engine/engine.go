@@ -376,22 +376,92 @@ func (e *Engine) Has(ctx context.Context, id ID) (bool, error) {
 // Get returns the data stored under id, its payload CRC and key checked.
 // Bad bytes give a *CorruptionError.
 func (e *Engine) Get(ctx context.Context, id ID) ([]byte, error) {
-	data, _, err := e.get(ctx, id)
+	data, _, err := e.get(ctx, id, nil)
 	return data, err
 }
 
 // GetMeta is Get that also returns the record's metadata.
 func (e *Engine) GetMeta(ctx context.Context, id ID) ([]byte, uint32, error) {
-	return e.get(ctx, id)
+	return e.get(ctx, id, nil)
 }
 
-func (e *Engine) get(ctx context.Context, id ID) ([]byte, uint32, error) {
+// GetMetaBuf is GetMeta reading the record into buf, which must be
+// aligned for O_DIRECT (zone.AlignedBlock): the payload returned is a
+// slice of buf when the whole record (header and payload, ReadBufSize)
+// fits, else of a new buffer. buf is the caller's again once it no longer
+// uses the payload, so that reads of large fragments allocate nothing.
+//
+// guess > 0 is the record's likely size (ReadBufSize of the payload): the
+// first read then takes that much (within buf and what the extent holds)
+// instead of the header block alone, so that a right guess reads the
+// record in one I/O rather than two. The header and the payload CRC are
+// checked the same way; anything unexpected falls back to the two reads.
+func (e *Engine) GetMetaBuf(ctx context.Context, id ID, buf []byte, guess int) ([]byte, uint32, error) {
+	if guess > record.BlockSize && len(buf) >= guess {
+		if data, meta, ok := e.getOnce(ctx, id, buf[:guess]); ok {
+			return data, meta, nil
+		}
+	}
+	return e.get(ctx, id, buf)
+}
+
+// getOnce reads id's record with one read of up to len(buf) bytes from
+// its start; ok is false when that did not give the whole record, good.
+func (e *Engine) getOnce(ctx context.Context, id ID, buf []byte) (data []byte, meta uint32, ok bool) {
+	if ctx.Err() != nil {
+		return nil, 0, false
+	}
+	fp := index.Fingerprint(&id.Key, id.Frag)
+	var lb [4]uint64
+	e.mu.Lock()
+	locs := e.idx.Lookup(fp, lb[:0])
+	if len(locs) != 1 {
+		e.mu.Unlock()
+		return nil, 0, false
+	}
+	loc := locs[0]
+	x := e.extentOf(loc)
+	if x == nil || x.state == stateFree {
+		e.mu.Unlock()
+		return nil, 0, false
+	}
+	off := int64(loc) * record.BlockSize
+	l := x.logical(e.info, off)
+	end := x.total
+	if x.state == stateOpen {
+		end = x.used
+	}
+	inc := x.inc
+	e.mu.Unlock()
+	n := min(int64(len(buf)), end-l) &^ (record.BlockSize - 1)
+	if n < record.BlockSize {
+		return nil, 0, false
+	}
+	b := buf[:n]
+	if err := x.read(e.dev, b, l); err != nil {
+		return nil, 0, false
+	}
+	h, err := record.DecodeHeader(b)
+	if err != nil || h.Type != record.TypeBlock || h.Incarnation != inc || h.Key != id.Key || h.Frag != id.Frag || h.Size() > n {
+		return nil, 0, false
+	}
+	p := b[record.HeaderSize : record.HeaderSize+int(h.Length)]
+	if h.CheckPayload(p) != nil {
+		return nil, 0, false
+	}
+	return p, h.Meta, true
+}
+
+// ReadBufSize is the buffer GetMetaBuf needs for a payload of n bytes.
+func ReadBufSize(n int) int { return int(record.Align(record.HeaderSize + int64(n))) }
+
+func (e *Engine) get(ctx context.Context, id ID, buf []byte) ([]byte, uint32, error) {
 	for attempt := 0; ; attempt++ {
-		loc, h, first, err := e.findBlock(ctx, id)
+		loc, h, first, err := e.findBlock(ctx, id, buf)
 		if err != nil {
 			return nil, 0, err
 		}
-		data, err := e.readPayload(loc, h, first)
+		data, err := e.readPayload(loc, h, first, buf)
 		if err == nil {
 			return data, h.Meta, nil
 		}
@@ -410,20 +480,21 @@ func (e *Engine) moved(id ID, loc uint64) bool {
 
 // find returns the location and header of id's live record.
 func (e *Engine) find(ctx context.Context, id ID) (uint64, *record.Header, error) {
-	loc, h, _, err := e.findBlock(ctx, id)
+	loc, h, _, err := e.findBlock(ctx, id, nil)
 	return loc, h, err
 }
 
-// findBlock is find that also returns the record's first block.
-func (e *Engine) findBlock(ctx context.Context, id ID) (uint64, *record.Header, []byte, error) {
+// findBlock is find that also returns the record's first block, read into
+// buf when it has room (else into a new buffer).
+func (e *Engine) findBlock(ctx context.Context, id ID, buf []byte) (uint64, *record.Header, []byte, error) {
 	fp := index.Fingerprint(&id.Key, id.Frag)
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return 0, nil, nil, err
 		}
 		e.mu.Lock()
-		var buf [4]uint64
-		locs := e.idx.Lookup(fp, buf[:0])
+		var lb [4]uint64
+		locs := e.idx.Lookup(fp, lb[:0])
 		incs := make([]uint64, len(locs))
 		for i, l := range locs {
 			incs[i] = e.extentOf(l).inc
@@ -432,7 +503,7 @@ func (e *Engine) findBlock(ctx context.Context, id ID) (uint64, *record.Header, 
 		var bad error
 		retry := false
 		for i, loc := range locs {
-			h, first, err := e.readHeader(loc, incs[i])
+			h, first, err := e.readHeader(loc, incs[i], buf)
 			if err != nil {
 				if e.moved(id, loc) {
 					retry = true
@@ -458,9 +529,14 @@ func (e *Engine) findBlock(ctx context.Context, id ID) (uint64, *record.Header, 
 }
 
 // readHeader reads and checks the header of the record at loc, which
-// belongs to an extent of incarnation inc.
-func (e *Engine) readHeader(loc, inc uint64) (*record.Header, []byte, error) {
-	b := zone.AlignedBlock(record.BlockSize)
+// belongs to an extent of incarnation inc, into buf when it has room.
+func (e *Engine) readHeader(loc, inc uint64, buf []byte) (*record.Header, []byte, error) {
+	b := buf
+	if len(b) >= record.BlockSize {
+		b = b[:record.BlockSize]
+	} else {
+		b = zone.AlignedBlock(record.BlockSize)
+	}
 	off := int64(loc) * record.BlockSize
 	if _, err := e.dev.ReadAt(b, off); err != nil {
 		return nil, nil, fmt.Errorf("reading record header at offset %d: %w", off, err)
@@ -476,16 +552,21 @@ func (e *Engine) readHeader(loc, inc uint64) (*record.Header, []byte, error) {
 }
 
 // readPayload reads the rest of the record at loc whose header is h (first
-// holds its first block, already read) and checks its payload CRC.
-func (e *Engine) readPayload(loc uint64, h *record.Header, first []byte) ([]byte, error) {
+// holds its first block, already read) into buf (nil or too small: a new
+// buffer) and checks its payload CRC.
+func (e *Engine) readPayload(loc uint64, h *record.Header, first, buf []byte) ([]byte, error) {
 	e.mu.Lock()
 	x := e.extentOf(loc)
 	e.mu.Unlock()
 	b := first
 	off := int64(loc) * record.BlockSize
 	if h.Size() > record.BlockSize {
-		b = zone.AlignedBlock(int(h.Size()))
-		copy(b, first)
+		if int64(len(buf)) >= h.Size() {
+			b = buf[:h.Size()] // first is its start already
+		} else {
+			b = zone.AlignedBlock(int(h.Size()))
+			copy(b, first)
+		}
 		if err := x.read(e.dev, b[record.BlockSize:], x.logical(e.info, off)+record.BlockSize); err != nil {
 			return nil, &CorruptionError{Device: e.info.Path, Offset: off, ID: ID{h.Key, h.Frag}, Err: err}
 		}

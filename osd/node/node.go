@@ -524,7 +524,7 @@ func writable(v *vol) bool {
 	if v.full.Load() {
 		return false
 	}
-	return !v.v.Status().Degraded
+	return !v.v.Degraded()
 }
 
 // Put stores data under key (its SHA-256) in a healthy writable volume and
@@ -559,7 +559,7 @@ func (n *Node) Put(ctx context.Context, key Key, data []byte) (stored bool, err 
 		if !writable(v) {
 			continue
 		}
-		stored, err := v.v.Put(ctx, key, data)
+		stored, err := v.v.PutVerified(ctx, key, data) // the key was checked above
 		switch {
 		case err == nil:
 			n.stats.puts.Add(1)
@@ -614,8 +614,19 @@ func lookup[T any](ctx context.Context, n *Node, key Key, fn func(v *vol) (T, er
 // Get returns the block, verified against its SHA-256; bad or missing
 // fragments are rebuilt from parity and queued for repair.
 func (n *Node) Get(ctx context.Context, key Key) ([]byte, error) {
-	b, err := lookup(ctx, n, key, func(v *vol) ([]byte, error) {
-		b, rep, err := v.v.Read(ctx, key)
+	b, err := n.GetBlock(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Release()
+	return b.Bytes(), nil
+}
+
+// GetBlock is Get returning the block in the buffers it was read into
+// (volume.Block): the caller writes it out and releases it.
+func (n *Node) GetBlock(ctx context.Context, key Key) (*volume.Block, error) {
+	b, err := lookup(ctx, n, key, func(v *vol) (*volume.Block, error) {
+		b, rep, err := v.v.ReadBlock(ctx, key)
 		if err == nil && rep.Reconstructed {
 			n.stats.reconstructed.Add(1)
 		}

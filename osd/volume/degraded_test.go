@@ -24,6 +24,19 @@ func faultyAll(t *testing.T, devs []zone.Device) []*zone.Faulty {
 	return fs
 }
 
+// faultyVolume creates a volume on six in-memory drives behind Faulty
+// wrappers (closed when the test ends).
+func faultyVolume(t *testing.T) ([]*zone.Faulty, *Volume) {
+	t.Helper()
+	fs := faultyAll(t, asDevices(memDevs(t, 6)))
+	v, err := Create(context.Background(), asDevices(fs), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return fs, v
+}
+
 // kill makes every operation on f fail with EIO, as a dead drive.
 func kill(t *testing.T, f *zone.Faulty) {
 	t.Helper()
@@ -378,12 +391,7 @@ func TestCodes(t *testing.T) {
 // names the slot as corrupt.
 func TestReadFlippedBits(t *testing.T) {
 	ctx := context.Background()
-	fs := faultyAll(t, asDevices(memDevs(t, 6)))
-	v, err := Create(ctx, asDevices(fs), testOpts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	fs, v := faultyVolume(t)
 	bs := putBlocks(t, v, rand.New(rand.NewPCG(51, 52)), 10, 300<<10)
 	if err := fs[1].Inject(zone.Rule{Ops: zone.OpRead, Corrupt: true}); err != nil {
 		t.Fatal(err)

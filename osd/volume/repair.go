@@ -264,6 +264,7 @@ func (v *Volume) rebuildKey(ctx context.Context, key Key, slotIdx int) (byte, in
 	if err != nil {
 		return 'f', 0, err
 	}
+	defer r.release()
 	frag, err := v.slotFragment(r, slotIdx)
 	if err != nil {
 		return 'f', r.bytes, err
@@ -532,6 +533,19 @@ func (v *Volume) Status() Status {
 		st.Slots = append(st.Slots, ss)
 	}
 	return st
+}
+
+// Degraded reports Status().Degraded without building the status: some
+// slot has no drive or a member that is not in service.
+func (v *Volume) Degraded() bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for i, m := range v.layout.Members {
+		if v.slots[i] == nil || m.State.String() != "ok" {
+			return true
+		}
+	}
+	return false
 }
 
 // MarkLost takes slot's drive out of the volume (hwmgr found it failed or

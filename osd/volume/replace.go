@@ -220,6 +220,7 @@ func (v *Volume) copyKey(ctx context.Context, key Key, slotIdx int) (byte, int64
 	if err != nil {
 		return 'f', 0, err
 	}
+	defer r.release()
 	frag, err := v.slotFragment(r, slotIdx)
 	if err != nil {
 		return 'f', r.bytes, err

@@ -14,11 +14,13 @@ package volume
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -145,6 +147,42 @@ type Volume struct {
 	// bufs recycles Put's fragment buffers of large blocks (the engine
 	// copies what it writes, so a buffer is free once PutMeta returns).
 	bufs sync.Pool
+	// readBufs recycles aligned buffers that reads of fragments go into
+	// (engine.ReadBufSize of the largest fragment each); a Block gives
+	// them back on Release.
+	readBufs sync.Pool
+	// reading counts each slot's fragment reads in flight: a read picks
+	// the k least busy slots.
+	reading [MaxK + MaxM]atomic.Int32
+	// lastRec is the record size (engine.ReadBufSize) of the last
+	// fragment read, and streak how many reads in a row found that size:
+	// once the sizes are steady (a run of 4 MiB blocks), reads guess it
+	// and fetch each fragment in one I/O (engine.GetMetaBuf).
+	lastRec atomic.Int64
+	streak  atomic.Int32
+}
+
+// steadyReads is the streak of same-sized fragment reads after which a
+// read guesses the size: a mixed workload, whose wrong guesses would
+// read more than needed, rarely gets there.
+const steadyReads = 16
+
+// guess returns the record size a fragment read should guess (0: none).
+func (v *Volume) guess() int {
+	if v.streak.Load() < steadyReads {
+		return 0
+	}
+	return int(v.lastRec.Load())
+}
+
+// sawRecord notes the record size of a fragment read.
+func (v *Volume) sawRecord(payload int) {
+	rec := int64(engine.ReadBufSize(payload))
+	if v.lastRec.Swap(rec) != rec {
+		v.streak.Store(0)
+	} else if v.streak.Load() < steadyReads {
+		v.streak.Add(1)
+	}
 }
 
 // poolMin is the smallest block whose fragment buffer comes from the pool.
@@ -430,14 +468,21 @@ func fragID(key Key, slot int) engine.ID { return engine.ID{Key: key, Frag: uint
 // all k+m fragments are durable. It reports whether it stored the block
 // (false: the block was already stored whole, nothing written).
 func (v *Volume) Put(ctx context.Context, key Key, data []byte) (stored bool, err error) {
+	if len(data) > 0 && len(data) <= v.maxBlock && sha256.Sum256(data) != key {
+		return false, fmt.Errorf("%w: key %x", ErrKeyMismatch, key[:8])
+	}
+	return v.PutVerified(ctx, key, data)
+}
+
+// PutVerified is Put for a caller that has already checked that key is
+// the SHA-256 of data (osd/node does, once for all its volumes): it does
+// not hash the block again.
+func (v *Volume) PutVerified(ctx context.Context, key Key, data []byte) (stored bool, err error) {
 	if len(data) == 0 {
 		return false, ErrEmpty
 	}
 	if len(data) > v.maxBlock {
 		return false, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(data), v.maxBlock)
-	}
-	if sha256.Sum256(data) != key {
-		return false, fmt.Errorf("%w: key %x", ErrKeyMismatch, key[:8])
 	}
 	l := v.lock(key)
 	l.Lock()
@@ -496,11 +541,16 @@ func (v *Volume) Put(ctx context.Context, key Key, data []byte) (stored bool, er
 func (v *Volume) fragSize(n int) int { return (n + v.k - 1) / v.k }
 
 // encode splits data into k zero-padded fragments and adds m parity ones.
-// A non-nil pooled buffer backs the shards: give it back to v.bufs when
-// they are no longer used.
+// When data splits evenly (a 4 MiB block does), the data shards are
+// slices of data itself (not copied). A non-nil pooled buffer backs the
+// other shards: give it back to v.bufs when they are no longer used.
 func (v *Volume) encode(data []byte) (shards [][]byte, pooled *[]byte, err error) {
 	fs := v.fragSize(len(data))
 	n := (v.k + v.m) * fs
+	alias := len(data) == v.k*fs
+	if alias {
+		n = v.m * fs
+	}
 	var buf []byte
 	if len(data) >= poolMin {
 		if p, ok := v.bufs.Get().(*[]byte); ok && cap(*p) >= n {
@@ -510,14 +560,23 @@ func (v *Volume) encode(data []byte) (shards [][]byte, pooled *[]byte, err error
 			pooled = &b
 		}
 		buf = (*pooled)[:n]
-		clear(buf[len(data) : v.k*fs]) // padding; parity is overwritten
 	} else {
 		buf = make([]byte, n)
 	}
-	copy(buf, data)
 	shards = make([][]byte, v.k+v.m)
-	for i := range shards {
-		shards[i] = buf[i*fs : (i+1)*fs : (i+1)*fs]
+	if alias {
+		for i := range v.k {
+			shards[i] = data[i*fs : (i+1)*fs : (i+1)*fs]
+		}
+		for i := range v.m {
+			shards[v.k+i] = buf[i*fs : (i+1)*fs : (i+1)*fs]
+		}
+	} else {
+		copy(buf, data)
+		clear(buf[len(data) : v.k*fs]) // padding; parity is overwritten
+		for i := range shards {
+			shards[i] = buf[i*fs : (i+1)*fs : (i+1)*fs]
+		}
 	}
 	if err := v.enc.Encode(shards); err != nil {
 		if pooled != nil {
@@ -536,14 +595,38 @@ func (v *Volume) Get(ctx context.Context, key Key) ([]byte, error) {
 	return b, err
 }
 
+// GetBlock is Get returning the block in pooled buffers, without copying
+// it: the caller writes it out and then releases it.
+func (v *Volume) GetBlock(ctx context.Context, key Key) (*Block, error) {
+	b, _, err := v.ReadBlock(ctx, key)
+	return b, err
+}
+
 // ReadReport says how a read went.
 type ReadReport struct {
 	Damage        []Damage // bad fragments found
-	Reconstructed bool     // parity was needed
+	Reconstructed bool     // parity was needed (bad fragments, or a data slot lost or rebuilding), not merely used to spread the load
 }
 
 // Read is Get that also returns what it found wrong.
 func (v *Volume) Read(ctx context.Context, key Key) ([]byte, ReadReport, error) {
+	b, rep, err := v.ReadBlock(ctx, key)
+	if err != nil {
+		return nil, rep, err
+	}
+	defer b.Release()
+	return b.Bytes(), rep, nil
+}
+
+// ReadBlock is Read returning the block in pooled buffers (GetBlock).
+//
+// It reads k fragments: those of the k slots with the fewest reads in
+// flight, data slots first when as busy (so an idle volume reads no
+// parity), and decodes the data fragments it skipped from the parity
+// ones, so that every drive, parity included, serves reads. It reads the
+// other fragments only when one it read is bad or the block's SHA-256
+// does not match.
+func (v *Volume) ReadBlock(ctx context.Context, key Key) (*Block, ReadReport, error) {
 	slots, err := v.snapshot()
 	if err != nil {
 		return nil, ReadReport{}, err
@@ -553,7 +636,7 @@ func (v *Volume) Read(ctx context.Context, key Key) ([]byte, ReadReport, error) 
 		return nil, ReadReport{}, err
 	}
 	v.report(r.damage)
-	return r.data(), ReadReport{Damage: r.damage, Reconstructed: r.reconstructed}, nil
+	return newBlock(r.shards, r.size, r.release), ReadReport{Damage: r.damage, Reconstructed: r.reconstructed}, nil
 }
 
 func (v *Volume) report(ds []Damage) {
@@ -571,6 +654,7 @@ type frag struct {
 	err     error
 	fetched bool
 	kind    DamageKind // 0: good
+	buf     *[]byte    // pooled buffer data is read into (nil: none)
 }
 
 type blockRead struct {
@@ -579,20 +663,34 @@ type blockRead struct {
 	damage        []Damage
 	reconstructed bool
 	bytes         int64 // fragment bytes read
+	// bufs are the pooled buffers the shards may live in; release gives
+	// them back.
+	bufs []*[]byte
+	v    *Volume
 }
 
-func (r *blockRead) data() []byte {
-	out := make([]byte, 0, r.size)
-	for _, s := range r.shards {
-		if len(out) >= r.size {
-			break
-		}
-		out = append(out, s[:min(len(s), r.size-len(out))]...)
+// release gives the read's pooled buffers back: its shards are unusable
+// afterwards.
+func (r *blockRead) release() {
+	for _, b := range r.bufs {
+		r.v.readBufs.Put(b)
 	}
-	return out
+	r.bufs = nil
 }
 
-func (v *Volume) fetch(ctx context.Context, slots []*slot, key Key, idx []int, fr []frag) {
+// readBuf returns a pooled aligned buffer that holds any fragment record
+// of this volume.
+func (v *Volume) readBuf() *[]byte {
+	if p, ok := v.readBufs.Get().(*[]byte); ok {
+		return p
+	}
+	b := zone.AlignedBlock(engine.ReadBufSize(v.fragSize(v.maxBlock)))
+	return &b
+}
+
+// fetch reads the fragments of the slots idx into fr, into pooled
+// buffers when pooled.
+func (v *Volume) fetch(ctx context.Context, slots []*slot, key Key, idx []int, fr []frag, pooled bool) {
 	var wg sync.WaitGroup
 	for _, i := range idx {
 		fr[i].fetched = true
@@ -600,9 +698,21 @@ func (v *Volume) fetch(ctx context.Context, slots []*slot, key Key, idx []int, f
 			fr[i].kind = Lost
 			continue
 		}
+		var buf []byte
+		guess := 0
+		if pooled {
+			fr[i].buf = v.readBuf()
+			buf = *fr[i].buf
+			guess = v.guess()
+		}
+		v.reading[i].Add(1)
 		wg.Go(func() {
-			b, meta, err := slots[i].eng.GetMeta(ctx, fragID(key, i))
+			defer v.reading[i].Add(-1)
+			b, meta, err := slots[i].eng.GetMetaBuf(ctx, fragID(key, i), buf, guess)
 			fr[i].data, fr[i].meta, fr[i].err = b, meta, err
+			if err == nil {
+				v.sawRecord(len(b))
+			}
 			var ce *engine.CorruptionError
 			var errno syscall.Errno
 			switch {
@@ -658,6 +768,31 @@ func (v *Volume) geometry(fr []frag) (size int, ok bool) {
 	return best[0], true
 }
 
+// decode fills shards' data shards from the fragments idx (k of them,
+// all good: else it reports false), decoding the data fragments not among
+// them into pooled buffers (added to held).
+func (v *Volume) decode(fr []frag, idx []int, shards [][]byte, held *[]*[]byte) bool {
+	parity := false
+	for _, i := range idx {
+		if fr[i].kind != 0 {
+			return false
+		}
+		shards[i] = fr[i].data
+		parity = parity || i >= v.k
+	}
+	if !parity {
+		return true
+	}
+	for i := range v.k {
+		if shards[i] == nil {
+			p := v.readBuf()
+			*held = append(*held, p)
+			shards[i] = (*p)[:0]
+		}
+	}
+	return v.enc.ReconstructData(shards) == nil
+}
+
 func (v *Volume) shaOK(shards [][]byte, size int, key Key) bool {
 	h := sha256.New()
 	left := size
@@ -669,44 +804,87 @@ func (v *Volume) shaOK(shards [][]byte, size int, key Key) bool {
 	return [32]byte(h.Sum(nil)) == key
 }
 
+// pick returns the k slots a read fetches first: the ones with the fewest
+// fragment reads in flight, lost and rebuilding slots last, and on a tie
+// the lower slot (data before parity: nothing to decode).
+func (v *Volume) pick(slots []*slot) []int {
+	n := v.k + v.m
+	idx := make([]int, n)
+	var busy [MaxK + MaxM]int32
+	for i := range idx {
+		idx[i] = i
+		busy[i] = v.reading[i].Load()
+		if s := slots[i]; s == nil || s.rebuilding {
+			busy[i] = math.MaxInt32
+		}
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(busy[a], busy[b]) })
+	return idx[:v.k]
+}
+
 // readBlock reads key's fragments and returns the block's shards, every
 // fragment it found bad, and whether it needed parity. With full it reads
 // all k+m fragments, checks the parity against the data and returns all
-// shards whole (for repair); else it reads the data fragments and parity
-// only when one of them is bad, and returns good data shards.
+// shards whole (for repair); else it reads k fragments (pick), decodes
+// the data from them, and reads the others only when one of them is bad
+// or the SHA-256 does not match; it returns good data shards, in pooled
+// buffers that r.release gives back.
 func (v *Volume) readBlock(ctx context.Context, slots []*slot, key Key, full bool) (*blockRead, error) {
-	n := v.k + v.m
-	fr := make([]frag, n)
-	first := make([]int, 0, n)
-	for i := range n {
-		if full || i < v.k {
-			first = append(first, i)
+	fr := make([]frag, v.k+v.m)
+	var held []*[]byte // pooled buffers of decoded shards
+	r, err := v.readFrags(ctx, slots, key, full, fr, &held)
+	for _, f := range fr {
+		if f.buf != nil {
+			held = append(held, f.buf)
 		}
 	}
-	v.fetch(ctx, slots, key, first, fr)
+	if err != nil {
+		for _, b := range held {
+			v.readBufs.Put(b)
+		}
+		return nil, err
+	}
+	r.bufs, r.v = held, v
+	return r, nil
+}
+
+func (v *Volume) readFrags(ctx context.Context, slots []*slot, key Key, full bool, fr []frag, held *[]*[]byte) (*blockRead, error) {
+	n := v.k + v.m
+	var first []int
+	if full {
+		for i := range n {
+			first = append(first, i)
+		}
+	} else {
+		first = v.pick(slots)
+	}
+	v.fetch(ctx, slots, key, first, fr, !full)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	size, ok := v.geometry(fr)
 	r := &blockRead{shards: make([][]byte, n)}
-	if !full && ok {
-		good := true
+	if !full && ok && v.decode(fr, first, r.shards, held) && v.shaOK(r.shards, size, key) {
+		r.shards = r.shards[:v.k]
+		r.size = size
+		r.bytes = int64(v.k * v.fragSize(size))
 		for i := range v.k {
-			good = good && fr[i].kind == 0
-			r.shards[i] = fr[i].data
+			// A data fragment decoded for want of its drive, not by
+			// choice: a degraded read.
+			if s := slots[i]; s == nil || s.rebuilding {
+				r.reconstructed = true
+			}
 		}
-		if good && v.shaOK(r.shards, size, key) {
-			r.size = size
-			r.bytes = int64(v.k * v.fragSize(size))
-			return r, nil
-		}
+		return r, nil
 	}
 	if !full {
 		var rest []int
-		for i := v.k; i < n; i++ {
-			rest = append(rest, i)
+		for i := range n {
+			if !fr[i].fetched {
+				rest = append(rest, i)
+			}
 		}
-		v.fetch(ctx, slots, key, rest, fr)
+		v.fetch(ctx, slots, key, rest, fr, true)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

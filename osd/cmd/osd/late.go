@@ -57,6 +57,15 @@ func (l *late) Get(ctx context.Context, key volume.Key) ([]byte, error) {
 	return b.Get(ctx, key)
 }
 
+// GetBlock is Get without copying the block (server.BlockGetter).
+func (l *late) GetBlock(ctx context.Context, key volume.Key) (*volume.Block, error) {
+	b, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return server.GetBlock(ctx, b, key)
+}
+
 func (l *late) Stat(ctx context.Context, key volume.Key) (volume.BlockInfo, error) {
 	b, err := l.get()
 	if err != nil {

@@ -79,6 +79,12 @@ func (s *nodeStore) Get(ctx context.Context, key volume.Key) ([]byte, error) {
 	return b, mapNodeErr(err)
 }
 
+// GetBlock is Get without copying the block (server.BlockGetter).
+func (s *nodeStore) GetBlock(ctx context.Context, key volume.Key) (*volume.Block, error) {
+	b, err := s.Node.GetBlock(ctx, key)
+	return b, mapNodeErr(err)
+}
+
 func (s *nodeStore) Delete(ctx context.Context, key volume.Key) error {
 	bi, serr := s.Node.Stat(ctx, key)
 	if err := s.Node.Delete(ctx, key); err != nil {
