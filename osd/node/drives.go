@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/stowage/stowage/hwmgr/label"
@@ -55,7 +56,11 @@ func (n *Node) AddDrive(ctx context.Context, d Drive) error {
 // RemoveDrive takes a pulled or failed drive out: a member's volume goes
 // degraded (every block still readable while no more than m are lost, no
 // Puts until rebuilt), a spare is no longer used. The device stays the
-// caller's; the node does not touch it again.
+// caller's; the node does not touch it again. The loss is recorded in
+// the other members' labels, so after a restart the removed drive, if
+// still attached, is stale and the volume degraded until rebuilt; if
+// that record fails on some member, the drive is removed all the same
+// and the error (wrapping volume.ErrLabelsNotUpdated) returned.
 func (n *Node) RemoveDrive(ctx context.Context, path string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -66,15 +71,19 @@ func (n *Node) RemoveDrive(ctx context.Context, path string) error {
 	if d == nil {
 		return fmt.Errorf("%w: %s", ErrUnknownDrive, path)
 	}
+	var lerr error
 	if d.vol != nil && d.slot >= 0 {
-		if err := d.vol.v.MarkLost(d.slot); err != nil {
-			return err
+		if err := d.vol.v.MarkLost(ctx, d.slot); err != nil {
+			if !errors.Is(err, volume.ErrLabelsNotUpdated) {
+				return err
+			}
+			lerr = fmt.Errorf("node: remove drive %s: %w", path, err) // lost in memory all the same
 		}
 	}
 	d.role, d.detail, d.vol, d.slot = RoleLost, "removed", nil, -1
 	n.log.Warn("node: drive removed", "drive", path)
 	n.poke()
-	return nil
+	return lerr
 }
 
 // Drain moves a member drive's fragments onto a spare while the drive

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stowage/stowage/osd/volume"
 	"github.com/stowage/stowage/osd/zone"
 )
 
@@ -171,7 +172,7 @@ func (w *watch) Finish(ctx context.Context, i int) error {
 // node, like RemoveDrive: a member's slot is lost (its volume degraded;
 // Run rebuilds it onto a spare), a spare is no longer used. It returns
 // how many it took out.
-func (n *Node) takeOutFailed() int {
+func (n *Node) takeOutFailed(ctx context.Context) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -189,7 +190,13 @@ func (n *Node) takeOutFailed() int {
 			continue // already out, or never used
 		}
 		if d.vol != nil && d.slot >= 0 && holds(d.vol, d.slot, d.Dev.Info().Path) {
-			if err := d.vol.v.MarkLost(d.slot); err != nil {
+			// The loss is recorded in the other members' labels; a
+			// client giving up on its Put must not cut that short.
+			err := d.vol.v.MarkLost(context.WithoutCancel(ctx), d.slot)
+			switch {
+			case errors.Is(err, volume.ErrLabelsNotUpdated):
+				n.log.Error("node: failed drive taken out, but not recorded in every member's label", "drive", d.Path, "err", err)
+			case err != nil:
 				n.log.Warn("node: failed drive not taken out of its volume", "drive", d.Path, "err", err)
 				continue
 			}

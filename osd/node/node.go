@@ -570,7 +570,7 @@ func (n *Node) Put(ctx context.Context, key Key, data []byte) (stored bool, err 
 			v.full.Store(true)
 			n.log.Warn("node: volume full", "volume", v.id.String())
 		default:
-			if n.takeOutFailed() > 0 {
+			if n.takeOutFailed(ctx) > 0 {
 				// A member failed mid-write: the volume is degraded
 				// now; the block goes to the next writable volume.
 				n.log.Warn("node: a member failed during a put; trying another volume", "volume", v.id.String(), "err", err)

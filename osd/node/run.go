@@ -167,7 +167,7 @@ func (n *Node) maintain(ctx context.Context) error {
 	tick := time.NewTicker(n.o.LabelCheckInterval)
 	defer tick.Stop()
 	for {
-		n.takeOutFailed()
+		n.takeOutFailed(ctx)
 		n.assign(ctx, &wg)
 		n.checkLabels(ctx, &wg)
 		select {
@@ -220,7 +220,7 @@ func (n *Node) checkLabels(ctx context.Context, wg *sync.WaitGroup) {
 		})
 	}
 	if failed {
-		n.takeOutFailed()
+		n.takeOutFailed(ctx)
 	}
 }
 

@@ -159,7 +159,7 @@ func BenchmarkCPU(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := v.MarkLost(0); err != nil {
+		if err := v.MarkLost(ctx, 0); err != nil {
 			b.Fatal(err)
 		}
 		w5 := time.Now()

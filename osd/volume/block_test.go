@@ -149,7 +149,7 @@ func TestDegradedMatchesStatus(t *testing.T) {
 	if v.Degraded() || v.Status().Degraded {
 		t.Fatalf("new volume: Degraded %v, Status %v", v.Degraded(), v.Status().Degraded)
 	}
-	if err := v.MarkLost(2); err != nil {
+	if err := v.MarkLost(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
 	if !v.Degraded() || !v.Status().Degraded {

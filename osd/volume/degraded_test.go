@@ -288,7 +288,7 @@ func TestRebuildResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	bs := putBlocks(t, v, rand.New(rand.NewPCG(31, 32)), 24, 64<<10)
-	if err := v.MarkLost(3); err != nil {
+	if err := v.MarkLost(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
 	if st := v.Status(); !st.Degraded || st.Slots[3].State != "lost" {
@@ -373,7 +373,7 @@ func TestCodes(t *testing.T) {
 			}
 			lost := rng.Perm(k + m)[:m]
 			for _, s := range lost {
-				if err := v.MarkLost(s); err != nil {
+				if err := v.MarkLost(ctx, s); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -68,6 +68,12 @@ type SlotState uint8
 const (
 	SlotOK         SlotState = 0 // holds every fragment of its slot
 	SlotRebuilding SlotState = 1 // a replacement being filled by Rebuild
+	// SlotLost: the member's drive was taken out (failed or pulled,
+	// MarkLost). The drive id stays the lost drive's, so that a restart
+	// that finds that drive (whose own label still says ok, in an older
+	// generation) knows it stale and leaves it out. Rebuild gives the slot
+	// a new drive.
+	SlotLost SlotState = 2
 )
 
 func (s SlotState) String() string {
@@ -76,6 +82,8 @@ func (s SlotState) String() string {
 		return "ok"
 	case SlotRebuilding:
 		return "rebuilding"
+	case SlotLost:
+		return "lost"
 	}
 	return fmt.Sprintf("SlotState(%d)", uint8(s))
 }
@@ -114,6 +122,8 @@ type Layout struct {
 //	48  first zone u16 │ zones per extent u16          4
 //	52  max block u32                                  4
 //	56  slot table: (k+m) × { drive UUID 16 │ state u8 }
+//	    (state 0 ok, 1 rebuilding, 2 lost; 2 is newer than the format,
+//	    which is why old records, holding only 0 and 1, still decode)
 //	 …  CRC32C (Castagnoli) of all bytes before it   u32
 //
 // All integers little-endian.
@@ -175,7 +185,7 @@ func (l *Layout) validate() error {
 			return fmt.Errorf("volume: slots %d and %d name the same drive %s", j, i, m.Drive)
 		}
 		seen[m.Drive] = i
-		if m.State != SlotOK && m.State != SlotRebuilding {
+		if m.State != SlotOK && m.State != SlotRebuilding && m.State != SlotLost {
 			return fmt.Errorf("volume: slot %d has unknown state %d", i, m.State)
 		}
 	}

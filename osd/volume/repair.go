@@ -275,12 +275,20 @@ func (v *Volume) rebuildKey(ctx context.Context, key Key, slotIdx int) (byte, in
 	return 'w', r.bytes, nil
 }
 
-// writeLabels writes l into every slot's label except skip's.
-func (v *Volume) writeLabels(ctx context.Context, l Layout, skip int) {
+// ErrLabelsNotUpdated is wrapped by the error of a membership change
+// (MarkLost) whose new layout generation did not reach the label of some
+// member: the change holds in memory, and on the members that took it.
+var ErrLabelsNotUpdated = errors.New("volume: layout not written to every member's label")
+
+// writeLabels writes l into every slot's label except skip's. A failure
+// is logged and the others are still written; the returned error joins
+// the failures (each wrapping ErrLabelsNotUpdated).
+func (v *Volume) writeLabels(ctx context.Context, l Layout, skip int) error {
 	slots, err := v.snapshot()
 	if err != nil {
-		return
+		return err
 	}
+	var errs []error
 	for i, s := range slots {
 		if s == nil || s.area == nil || i == skip {
 			continue
@@ -289,8 +297,10 @@ func (v *Volume) writeLabels(ctx context.Context, l Layout, skip int) {
 		dl.Slot, dl.ZoneSize, dl.FirstZone = i, s.dev.Info().ZoneSize, firstZone(s.dev)
 		if err := writeLayout(ctx, s.area, dl); err != nil {
 			v.log.Warn("volume: label not updated", "slot", i, "generation", l.Generation, "err", err)
+			errs = append(errs, fmt.Errorf("%w: slot %d: %w", ErrLabelsNotUpdated, i, err))
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // ScrubOptions configure Scrub.
@@ -551,24 +561,42 @@ func (v *Volume) Degraded() bool {
 // MarkLost takes slot's drive out of the volume (hwmgr found it failed or
 // pulled): its engine is closed, reads reconstruct its fragments without
 // touching it, and writes fail with ErrDegraded until Rebuild gives the
-// slot a drive again. The device stays open (the caller's).
-func (v *Volume) MarkLost(slotIdx int) error {
+// slot a drive again. The loss is durable: a new layout generation with
+// the slot SlotLost is written to the labels of the other members (never
+// to the lost drive's), so a restart that finds the lost drive again
+// leaves it out as stale and opens the volume degraded. If some of those
+// label writes fail, MarkLost logs them and returns an error wrapping
+// ErrLabelsNotUpdated; the slot is lost in memory all the same. The
+// device stays open (the caller's).
+func (v *Volume) MarkLost(ctx context.Context, slotIdx int) error {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.closed {
+		v.mu.Unlock()
 		return ErrClosed
 	}
 	if slotIdx < 0 || slotIdx >= v.k+v.m {
+		v.mu.Unlock()
 		return fmt.Errorf("volume: slot %d outside 0..%d", slotIdx, v.k+v.m-1)
 	}
 	s := v.slots[slotIdx]
-	if s == nil {
+	if s == nil && v.layout.Members[slotIdx].State == SlotLost {
+		v.mu.Unlock()
 		return nil
 	}
 	v.slots[slotIdx] = nil
-	v.log.Warn("volume: slot marked lost", "slot", slotIdx, "device", s.dev.Info().Path)
-	if err := s.eng.Close(); err != nil {
-		v.log.Warn("volume: engine close", "slot", slotIdx, "err", err)
+	nl := v.layout.Clone()
+	nl.Generation++
+	nl.Members[slotIdx].State = SlotLost
+	v.layout = nl
+	v.mu.Unlock()
+	if s != nil {
+		v.log.Warn("volume: slot marked lost", "slot", slotIdx, "device", s.dev.Info().Path, "generation", nl.Generation)
+		if err := s.eng.Close(); err != nil {
+			v.log.Warn("volume: engine close", "slot", slotIdx, "err", err)
+		}
+	}
+	if err := v.writeLabels(ctx, nl, slotIdx); err != nil {
+		return fmt.Errorf("volume: loss of slot %d (generation %d): %w", slotIdx, nl.Generation, err)
 	}
 	return nil
 }

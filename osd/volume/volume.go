@@ -354,7 +354,9 @@ func ReadLayout(ctx context.Context, dev zone.Device) (Found, error) {
 
 // Open assembles a volume from the devices that hold it, in any order,
 // from their labels. The newest layout (highest generation) names the
-// members; a device holding an older member of a slot is left out.
+// members; a device holding an older member of a slot, or the member of
+// a slot the newest layout says lost (MarkLost), is stale: left out and
+// never written.
 // Slots whose drive is absent or unreadable are lost: the volume serves
 // degraded while at least k slots remain.
 func Open(ctx context.Context, devs []zone.Device, o Options) (*Volume, error) {
@@ -395,8 +397,10 @@ func Open(ctx context.Context, devs []zone.Device, o Options) (*Volume, error) {
 	}
 	for _, c := range cands {
 		l := c.f.Layout
-		if l.Members[l.Slot].Drive != newest.Members[l.Slot].Drive {
-			v.log.Warn("volume: stale member left out", "device", c.dev.Info().Path, "slot", l.Slot)
+		if l.Members[l.Slot].Drive != newest.Members[l.Slot].Drive || newest.Members[l.Slot].State == SlotLost {
+			// Replaced since, or taken out (MarkLost): never written.
+			v.log.Warn("volume: stale member left out", "device", c.dev.Info().Path, "slot", l.Slot,
+				"generation", l.Generation, "newest", newest.Generation)
 			continue
 		}
 		if v.slots[l.Slot] != nil {

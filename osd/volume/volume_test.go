@@ -144,7 +144,7 @@ func TestCreateRefuses(t *testing.T) {
 	if _, err := v.Rebuild(ctx, 6, devs[6], RebuildOptions{}); err == nil {
 		t.Error("rebuild of slot 6 of 4+2 accepted")
 	}
-	if err := v.MarkLost(-1); err == nil {
+	if err := v.MarkLost(ctx, -1); err == nil {
 		t.Error("MarkLost(-1) accepted")
 	}
 	v.Close()
@@ -530,7 +530,7 @@ func TestLabels(t *testing.T) {
 	if _, err := fa.Write(ctx, label.Record{State: lifecycle.Failed}); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.MarkLost(0); err != nil {
+	if err := v.MarkLost(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Rebuild(ctx, 0, devs[6], RebuildOptions{}); !errors.Is(err, ErrInUse) {
