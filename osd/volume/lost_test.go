@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/stowage/stowage/osd/zone"
@@ -108,4 +109,76 @@ func TestMarkLostDurable(t *testing.T) {
 	if h := loopdev.Hash(t, paths[1]); h != lostHash {
 		t.Errorf("the lost drive changed: %s -> %s", lostHash, h)
 	}
+}
+
+// TestMarkLostDuringRebuild (zone.Mem): a slot lost while another is
+// being rebuilt stays lost when the rebuild finishes, also after a
+// restart; the drive a rebuild is filling, lost part way, ends the
+// rebuild with an error (no panic) and its slot stays lost, that drive
+// left out on reopen; a rebuild onto a third drive makes the volume whole.
+func TestMarkLostDuringRebuild(t *testing.T) {
+	ctx := context.Background()
+	devs := asDevices(memDevs(t, 9))
+	v, err := Create(ctx, devs[:6], testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := putBlocks(t, v, rand.New(rand.NewPCG(85, 86)), 24, 64<<10)
+	if err := v.MarkLost(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	loseOnce := func(slot int) RebuildOptions {
+		var once sync.Once
+		return RebuildOptions{Workers: 2, Progress: func(Progress) {
+			once.Do(func() {
+				if err := v.MarkLost(ctx, slot); err != nil {
+					t.Errorf("MarkLost(%d) during the rebuild: %v", slot, err)
+				}
+			})
+		}}
+	}
+	if _, err := v.Rebuild(ctx, 1, devs[6], loseOnce(4)); err != nil {
+		t.Fatal(err)
+	}
+	reopen := func(n int) {
+		t.Helper()
+		if err := v.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if v, err = Open(ctx, devs[:n], testOpts()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reopen(7)
+	st := v.Status()
+	if st.Slots[1].State != "ok" || st.Slots[1].Device != devs[6].Info().Path || st.Slots[4].State != "lost" || st.Slots[4].Device != "" {
+		t.Fatalf("reopened after the rebuild of slot 1: %+v", st)
+	}
+	readAll(t, v, bs)
+
+	if _, err := v.Rebuild(ctx, 4, devs[7], loseOnce(4)); err == nil {
+		t.Fatal("rebuild whose drive was lost part way succeeded")
+	}
+	reopen(8)
+	st = v.Status()
+	if st.Slots[4].State != "lost" || st.Slots[4].Device != "" || !v.Degraded() {
+		t.Fatalf("reopened after the lost rebuild: %+v", st)
+	}
+	b := randBlock(rand.New(rand.NewPCG(87, 88)), 4096)
+	if _, err := v.Put(ctx, b.key, b.data); !errors.Is(err, ErrDegraded) {
+		t.Errorf("put: %v, want ErrDegraded", err)
+	}
+	readAll(t, v, bs)
+	if _, err := v.Rebuild(ctx, 4, devs[8], RebuildOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reopen(9)
+	defer v.Close()
+	if st := v.Status(); st.Degraded || st.Slots[4].Device != devs[8].Info().Path {
+		t.Fatalf("reopened after the last rebuild: %+v", st)
+	}
+	if _, err := v.Put(ctx, b.key, b.data); err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, v, append(bs, b))
 }

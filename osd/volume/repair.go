@@ -191,6 +191,15 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 		}
 		return RebuildResult{}, ErrClosed
 	}
+	// A membership change meanwhile (MarkLost of another slot) is kept:
+	// the new generation is built on the layout as it is now, and then
+	// written to every member, the new drive included.
+	merged := v.layout.Generation != cur.Generation
+	if merged {
+		nl = v.layout.Clone()
+		nl.Generation++
+		nl.Members[slotIdx] = member
+	}
 	old := v.slots[slotIdx]
 	v.slots[slotIdx] = &slot{dev: dev, area: a, eng: e, rebuilding: true}
 	v.layout = nl
@@ -200,7 +209,11 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 			v.log.Warn("volume: rebuild: old engine close", "slot", slotIdx, "err", err)
 		}
 	}
-	v.writeLabels(ctx, nl, slotIdx)
+	skip := slotIdx
+	if merged {
+		skip = -1
+	}
+	_ = v.writeLabels(ctx, nl, skip) // logged; the final generation is written again
 	v.log.Info("volume: rebuild started", "slot", slotIdx, "device", dev.Info().Path, "generation", nl.Generation)
 
 	slots, err := v.snapshot()
@@ -224,17 +237,24 @@ func (v *Volume) Rebuild(ctx context.Context, slotIdx int, dev zone.Device, o Re
 		return res, fmt.Errorf("volume: rebuild of slot %d: %d keys failed (first: %w); the slot stays rebuilding", slotIdx, res.Failed, firstErr)
 	}
 	v.mu.Lock()
+	s := v.slots[slotIdx]
+	if s == nil || s.eng != e {
+		// The new drive was lost (MarkLost) after its last key: the
+		// slot stays lost.
+		v.mu.Unlock()
+		return res, fmt.Errorf("%w: slot %d lost during the rebuild", ErrDegraded, slotIdx)
+	}
 	fin := v.layout.Clone()
 	fin.Generation++
 	fin.Members[slotIdx].State = SlotOK
 	v.layout = fin
-	if s := v.slots[slotIdx]; s != nil && s.rebuilding {
+	if s.rebuilding {
 		done := *s
 		done.rebuilding = false
 		v.slots[slotIdx] = &done
 	}
 	v.mu.Unlock()
-	v.writeLabels(ctx, fin, -1)
+	_ = v.writeLabels(ctx, fin, -1) // logged; Open brings a stale copy up to date
 	v.log.Info("volume: rebuild done", "slot", slotIdx, "written", res.Written, "present", res.Present)
 	return res, nil
 }
@@ -249,6 +269,9 @@ func (v *Volume) rebuildKey(ctx context.Context, key Key, slotIdx int) (byte, in
 	slots, err := v.snapshot()
 	if err != nil {
 		return 'f', 0, err
+	}
+	if slots[slotIdx] == nil {
+		return 'f', 0, fmt.Errorf("%w: slot %d lost during the rebuild", ErrDegraded, slotIdx)
 	}
 	e := slots[slotIdx].eng
 	if has, err := e.Has(ctx, fragID(key, slotIdx)); err == nil && has {

@@ -183,7 +183,7 @@ func (v *Volume) Replace(ctx context.Context, slotIdx int, dev zone.Device, o Re
 	if err := old.eng.Close(); err != nil {
 		v.log.Warn("volume: replace: old engine close", "slot", slotIdx, "err", err)
 	}
-	v.writeLabels(ctx, nl, slotIdx)
+	_ = v.writeLabels(ctx, nl, slotIdx) // logged; Open brings a stale copy up to date
 	v.log.Info("volume: replace done", "slot", slotIdx, "device", dev.Info().Path, "copied", res.Written, "generation", nl.Generation)
 	return res, nil
 }
