@@ -71,7 +71,7 @@ const (
 	RoleForeign    = "foreign"    // holds a signature not ours: never written
 	RoleOwned      = "owned"      // the label names another owner: never written
 	RoleUnusable   = "unusable"   // its label state forbids use (failed, retired, ...)
-	RoleStale      = "stale"      // an old member of a volume, replaced since
+	RoleStale      = "stale"      // an old member of a volume, replaced or recorded lost since
 	RoleIncomplete = "incomplete" // a member of a volume with fewer than k drives present
 	RoleLost       = "lost"       // removed (RemoveDrive): no longer used
 	RoleFailed     = "failed"     // taken out by the node: I/O errors, device gone, or its label says failed
@@ -434,7 +434,7 @@ func (n *Node) openVolume(ctx context.Context, id volume.UUID, ds []*drive) {
 func (n *Node) adopt(vv *vol, ds []*drive) {
 	st := vv.v.Status()
 	for _, d := range ds {
-		d.role, d.detail, d.vol, d.slot = RoleStale, "an older member of volume "+vv.id.String(), nil, -1
+		d.role, d.detail, d.vol, d.slot = RoleStale, "an old member of volume "+vv.id.String()+" (replaced, or taken out)", nil, -1
 		for _, s := range st.Slots {
 			if s.Device == d.Dev.Info().Path && s.State != "lost" {
 				d.role, d.detail, d.vol, d.slot = RoleMember, "", vv, s.Slot
