@@ -104,8 +104,30 @@ func Attach(t testing.TB, file string, flags ...string) string {
 		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
 	}
 	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { Detach(t, dev) })
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		abs = file
+	}
+	t.Cleanup(func() {
+		// A test may have detached the device itself (a pulled drive),
+		// and another test binary may since have been given the same
+		// /dev/loopN: detach only while it is still bound to this file.
+		if BackingFile(dev) == abs {
+			Detach(t, dev)
+		}
+	})
 	return dev
+}
+
+// BackingFile returns the file the loop device dev ("/dev/loop3" or
+// "loop3") is bound to, as sysfs names it (without a " (deleted)"
+// suffix), or "" when it is bound to nothing.
+func BackingFile(dev string) string {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
 }
 
 // Detach detaches the loop device dev ("/dev/loop3" or "loop3"). A device

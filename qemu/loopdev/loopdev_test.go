@@ -40,3 +40,27 @@ func TestNewHashAndDetach(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanupSparesReusedDevice: a test detaches its device itself (a
+// pulled drive) and the kernel hands the same /dev/loopN to another test
+// binary; the first test's cleanup must leave that binding alone.
+func TestCleanupSparesReusedDevice(t *testing.T) {
+	NeedRoot(t)
+	other := File(t, 1<<20, 0x5a)
+	var dev string
+	t.Run("pull", func(t *testing.T) {
+		dev = New(t, 1<<20)
+		Detach(t, dev)
+		// "Another test binary" takes the same device number.
+		if out, err := exec.Command("losetup", "--direct-io=on", dev, other).CombinedOutput(); err != nil {
+			t.Fatalf("losetup %s %s: %v: %s", dev, other, err, out)
+		}
+	})
+	if dev == "" {
+		return
+	}
+	defer Detach(t, dev)
+	if got := BackingFile(dev); got != other {
+		t.Fatalf("after the pulling test's cleanup %s is bound to %q, want %q (the other test's file)", dev, got, other)
+	}
+}
