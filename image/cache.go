@@ -34,12 +34,18 @@ func InputsDigest(ctx context.Context, c Config) (string, error) {
 	if err := c.defaults(ctx); err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	goVersion, err := c.output(ctx, c.SourceDir, "env", "GOVERSION")
+	comps, err := c.components(ctx)
 	if err != nil {
 		return "", err
 	}
-	comps, err := c.components(ctx)
+	return c.inputsDigest(ctx, comps)
+}
+
+// inputsDigest is InputsDigest of a Config with its defaults set and its
+// components already looked up (Build needs them for the manifest too).
+func (c *Config) inputsDigest(ctx context.Context, comps []Component) (string, error) {
+	h := sha256.New()
+	goVersion, err := c.output(ctx, c.SourceDir, "env", "GOVERSION")
 	if err != nil {
 		return "", err
 	}

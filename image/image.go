@@ -253,9 +253,13 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 		return nil, err
 	}
 	log := c.Log
+	comps, err := c.components(ctx)
+	if err != nil {
+		return nil, err
+	}
 	digest := ""
 	if c.Cache {
-		d, err := InputsDigest(ctx, c)
+		d, err := c.inputsDigest(ctx, comps)
 		if err != nil {
 			return nil, err
 		}
@@ -276,10 +280,6 @@ func Build(ctx context.Context, c Config) (*Manifest, error) {
 	}
 	defer os.RemoveAll(work)
 
-	comps, err := c.components(ctx)
-	if err != nil {
-		return nil, err
-	}
 	log.Info("building Go binaries", "version", c.Version)
 	bin := filepath.Join(work, "bin")
 	if err := c.goBuild(ctx, bin); err != nil {
